@@ -1,0 +1,1 @@
+"""interlock: controls service-interrupting events on Debian/Ubuntu clusters."""
