@@ -1,4 +1,4 @@
-"""Errors an operator can act on: each names what was wrong and, where there is one, the file and line."""
+"""Errors an operator can act on: what was wrong and, where there is one, the file and line."""
 
 from __future__ import annotations
 

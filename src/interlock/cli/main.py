@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from interlock.errors import InterlockError
 
 # Each module registers its sub-commands; handlers import heavy libraries lazily.
-GROUP_MODULES: tuple[str, ...] = ()
+GROUP_MODULES: tuple[str, ...] = ("host", "gate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="interlock",
         description="Control service-interrupting events (restarts, drains, upgrades) on "
         "Debian/Ubuntu hosts and fleets.",
+    )
+    parser.add_argument(
+        "--root",
+        default="/",
+        metavar="DIR",
+        help="operate on the host tree under DIR (a chroot or image) instead of /",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in GROUP_MODULES:

@@ -1,0 +1,291 @@
+"""The ledger of deferred restarts: `/var/lib/policy-rc.d/*.deferred`, one event per file.
+
+The format is the OpenStack charms' (six keys, YAML), so a host a charm manages and a host
+interlock manages read the same both ways:
+
+    action: restart
+    policy_requestor_name: neutron-gateway
+    policy_requestor_type: charm
+    reason: Package update
+    service: openvswitch-switch
+    timestamp: 1619175335
+
+What interlock adds is safety: every read-modify-write holds one lock file in the directory,
+every write is atomic, a repeated deferral refreshes the pending event instead of adding a
+duplicate, and clearing re-reads a file under the lock so it never removes an event that changed
+meanwhile. The gate records through this module, so it stays on the standard library.
+"""
+
+from __future__ import annotations
+
+import os
+
+from interlock.errors import FileFormatError
+from interlock.host.atomic import FileLock, sync_directory, unique_suffix, write_atomic
+from interlock.host.policy import canonical_service, is_valid_service_name, load_yaml
+
+LEDGER_DIR = "/var/lib/policy-rc.d"
+EVENT_SUFFIX = ".deferred"
+LOCK_NAME = ".interlock.lock"
+PACKAGE_UPDATE = "Package update"
+
+_REQUIRED = ("action", "reason", "service", "timestamp")
+_REQUIRED_ORDER = ("service", "action", "reason", "timestamp")
+
+
+class DeferredEvent:
+    """One deferred action: what, why, since when, and who asked for it to be deferred."""
+
+    __slots__ = (
+        "action",
+        "path",
+        "reason",
+        "requestor_name",
+        "requestor_type",
+        "service",
+        "timestamp",
+    )
+
+    def __init__(
+        self,
+        service: str,
+        action: str,
+        reason: str,
+        timestamp: int,
+        requestor_name: str | None,
+        requestor_type: str | None,
+        path: str | None = None,
+    ) -> None:
+        self.service = service
+        self.action = action
+        self.reason = reason
+        self.timestamp = timestamp
+        self.requestor_name = requestor_name
+        self.requestor_type = requestor_type
+        self.path = path
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.service,
+            self.action,
+            self.reason,
+            self.timestamp,
+            self.requestor_name,
+            self.requestor_type,
+            self.path,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DeferredEvent) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"DeferredEvent(service={self.service!r}, action={self.action!r}, "
+            f"reason={self.reason!r}, timestamp={self.timestamp}, "
+            f"requestor={self.requestor_type}:{self.requestor_name}, path={self.path!r})"
+        )
+
+    @property
+    def unit(self) -> str:
+        """The service name without a `.service` suffix (how policies and status name it)."""
+        return canonical_service(self.service)
+
+    @property
+    def requestor(self) -> str:
+        if self.requestor_type is None and self.requestor_name is None:
+            return "unknown"
+        return f"{self.requestor_type or 'unknown'}:{self.requestor_name or 'unknown'}"
+
+    def same_deferral(self, other: DeferredEvent) -> bool:
+        """Same requestor, service and action: a second denial adds nothing new."""
+        return (
+            self.requestor_type == other.requestor_type
+            and self.requestor_name == other.requestor_name
+            and self.unit == other.unit
+            and self.action == other.action
+        )
+
+    def replace(self, **changes: object) -> DeferredEvent:
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values.update(changes)
+        return DeferredEvent(**values)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "service": self.service,
+            "action": self.action,
+            "reason": self.reason,
+            "timestamp": self.timestamp,
+            "policy_requestor_name": self.requestor_name,
+            "policy_requestor_type": self.requestor_type,
+            "path": self.path,
+        }
+
+
+def parse_event(text: str, path: str) -> DeferredEvent:
+    """Read one event file (any YAML style the charms' PyYAML versions wrote)."""
+    if not text.strip():
+        raise FileFormatError(path, "empty file (an interrupted writer?)")
+    data = load_yaml(text, path)
+    if not isinstance(data, dict):
+        raise FileFormatError(path, "an event file must be a YAML mapping", 1)
+    missing = [key for key in _REQUIRED if key not in data]
+    if missing:
+        raise FileFormatError(path, f"missing key(s): {', '.join(missing)}")
+    service, action, reason, timestamp = (data[key] for key in _REQUIRED_ORDER)
+    if not isinstance(service, str) or not is_valid_service_name(service):
+        raise FileFormatError(path, f"service {service!r} is not a valid service name")
+    if not isinstance(action, str) or not action:
+        raise FileFormatError(path, f"action {action!r} is not an action name")
+    if reason is None:
+        reason = ""
+    if not isinstance(reason, str):
+        reason = str(reason)
+    if isinstance(timestamp, str) and timestamp.isdigit():
+        timestamp = int(timestamp)
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
+        raise FileFormatError(path, f"timestamp {timestamp!r} is not epoch seconds")
+    requestor = []
+    for key in ("policy_requestor_name", "policy_requestor_type"):
+        value = data.get(key)
+        requestor.append(None if value is None else str(value))
+    return DeferredEvent(service, action, reason, timestamp, requestor[0], requestor[1], path)
+
+
+_PLAIN_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _-./()@+,=;"
+)
+_PLAIN_WORDS = frozenset(("yes", "no", "true", "false", "on", "off", "null", "~", "y", "n"))
+
+
+def yaml_scalar(value: str) -> str:
+    """A string as a YAML scalar that reads back unchanged: plain when safe, else quoted."""
+    if (
+        value
+        and value[0].isalpha()
+        and value[-1] != " "
+        and all(char in _PLAIN_CHARS for char in value)
+        and value.lower() not in _PLAIN_WORDS
+    ):
+        return value
+    if all(char.isprintable() for char in value):
+        return "'" + value.replace("'", "''") + "'"
+    escaped = []
+    for char in value:
+        if char == "\\" or char == '"':
+            escaped.append("\\" + char)
+        elif char.isprintable() and char != "\n":
+            escaped.append(char)
+        else:
+            code = ord(char)
+            escaped.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+    return '"' + "".join(escaped) + '"'
+
+
+def render_event(event: DeferredEvent) -> str:
+    """The file content, keys sorted, block style: what current PyYAML writes for the charms."""
+    return (
+        f"action: {yaml_scalar(event.action)}\n"
+        f"policy_requestor_name: {yaml_scalar(event.requestor_name or 'unknown')}\n"
+        f"policy_requestor_type: {yaml_scalar(event.requestor_type or 'unknown')}\n"
+        f"reason: {yaml_scalar(event.reason)}\n"
+        f"service: {yaml_scalar(event.service)}\n"
+        f"timestamp: {int(event.timestamp)}\n"
+    )
+
+
+class LedgerView:
+    """What a read found: the events, and every file that could not be read (with why)."""
+
+    __slots__ = ("events", "problems")
+
+    def __init__(self, events: list[DeferredEvent], problems: list[FileFormatError]) -> None:
+        self.events = events
+        self.problems = problems
+
+
+class Ledger:
+    """A deferred-event directory and the lock that serialises its writers."""
+
+    __slots__ = ("directory",)
+
+    def __init__(self, directory: str = LEDGER_DIR) -> None:
+        self.directory = str(directory)
+
+    def lock(self) -> FileLock:
+        os.makedirs(self.directory, mode=0o755, exist_ok=True)
+        return FileLock(os.path.join(self.directory, LOCK_NAME))
+
+    def _event_paths(self) -> list[str]:
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        return sorted(
+            os.path.join(self.directory, name)
+            for name in names
+            if name.endswith(EVENT_SUFFIX) and not name.startswith(".")
+        )
+
+    def read(self) -> LedgerView:
+        """Every event, oldest first; unreadable files are reported, not fatal."""
+        events: list[DeferredEvent] = []
+        problems: list[FileFormatError] = []
+        for path in self._event_paths():
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    text = handle.read()
+                events.append(parse_event(text, path))
+            except FileNotFoundError:
+                continue  # cleared between listing and reading
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                problems.append(FileFormatError(path, f"cannot read: {reason}"))
+            except FileFormatError as exc:
+                problems.append(exc)
+        events.sort(key=lambda event: (event.timestamp, event.service, event.path or ""))
+        return LedgerView(events, problems)
+
+    def record(self, event: DeferredEvent) -> tuple[DeferredEvent, bool]:
+        """Add an event unless the same deferral is pending; return (stored event, created).
+
+        A repeat moves the pending event's timestamp forward to the new request, so a restart
+        that happened between the two requests cannot satisfy the newer one.
+        """
+        with self.lock():
+            for existing in self.read().events:
+                if existing.same_deferral(event):
+                    if event.timestamp > existing.timestamp and existing.path:
+                        refreshed = existing.replace(timestamp=event.timestamp)
+                        write_atomic(existing.path, render_event(refreshed))
+                        return refreshed, False
+                    return existing, False
+            kind = event.requestor_type or "unknown"
+            name = event.requestor_name or "unknown"
+            path = os.path.join(self.directory, f"{kind}-{name}-{unique_suffix()}{EVENT_SUFFIX}")
+            stored = event.replace(path=path)
+            write_atomic(path, render_event(stored), exclusive=True)
+            return stored, True
+
+    def remove(self, events: list[DeferredEvent]) -> list[DeferredEvent]:
+        """Remove these events, each only if its file still says what it said when read."""
+        removed = []
+        with self.lock():
+            for event in events:
+                if event.path is None:
+                    continue
+                try:
+                    with open(event.path, encoding="utf-8") as handle:
+                        current = parse_event(handle.read(), event.path)
+                except (OSError, UnicodeDecodeError, FileFormatError):
+                    continue
+                if current != event:
+                    continue  # refreshed or rewritten since: it is a newer request
+                os.unlink(event.path)
+                removed.append(event)
+            if removed:
+                sync_directory(self.directory)
+        return removed
