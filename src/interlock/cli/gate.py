@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from interlock.cli.host import Subparsers, paths_of
+from interlock.cli.host import paths_of
 from interlock.cli.output import emit_json, table, warn
 from interlock.host import gate
 from interlock.host.gate_install import GateInstaller
@@ -125,7 +125,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: Subparsers) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     group = commands.add_parser(
         "gate",

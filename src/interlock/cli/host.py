@@ -19,9 +19,6 @@ EXIT_PENDING = 1
 EXIT_FAILED = 1
 EXIT_UNREADABLE = 3
 
-Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
-
-
 def paths_of(args: argparse.Namespace) -> HostPaths:
     return HostPaths() if args.root == "/" else HostPaths.under(args.root)
 
@@ -218,7 +215,7 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for programs")
 
 
-def register(commands: Subparsers) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
 
     p = commands.add_parser(

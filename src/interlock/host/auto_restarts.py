@@ -52,6 +52,11 @@ def set_auto_restarts(policy_dir: Path, enabled: bool, services: list[str]) -> l
         current = set(blocked_services(policy_dir))
     except FileFormatError:
         current = set()  # a broken file of ours is rewritten from what the operator asks now
+    if enabled and wanted and current == {ANY_SERVICE} and ANY_SERVICE not in wanted:
+        raise UsageError(
+            "auto restarts are off for every service; turn them on for all "
+            "(auto-restarts on) and off again for the services to keep blocked"
+        )
     if enabled:
         remaining = set() if not wanted or ANY_SERVICE in wanted else current - set(wanted)
     else:

@@ -11,8 +11,11 @@ from interlock.host.services.sysv import SysvManager
 __all__ = ["ServiceManager", "ServiceState", "SystemdManager", "SysvManager", "detect_manager"]
 
 
-def detect_manager(root: str = "/") -> ServiceManager:
-    """systemd when it is running as init (the check systemd's own tools use), else sysv."""
-    if os.path.isdir(os.path.join(root, "run/systemd/system")):
+def detect_manager() -> ServiceManager:
+    """systemd when it is running as init (the check systemd's own tools use), else sysv.
+
+    Services are always this machine's live ones, also under `interlock --root`.
+    """
+    if os.path.isdir("/run/systemd/system"):
         return SystemdManager()
-    return SysvManager(root)
+    return SysvManager()

@@ -9,25 +9,24 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ServiceState:
-    """A service at one moment. `started_at` is epoch seconds, `uncertainty` its error bound."""
+    """A service at one moment; `started_at` is a lower bound of its start, in epoch seconds."""
 
     name: str
     active: bool
     pid: int | None = None
     started_at: float | None = None
-    uncertainty: float = 0.0
     invocation: str | None = None  # systemd's InvocationID: new at every start
 
     def started_after(self, timestamp: int) -> bool:
         """True only if the service has certainly started after an integer epoch timestamp.
 
         Event timestamps are truncated to the second, so the event may have happened up to
-        a second after `timestamp`: a start counts only from `timestamp + 1` on, minus the
-        start time's own uncertainty. Never started (or not running) means not satisfied.
+        a second after `timestamp`: a start counts only from `timestamp + 1` on. Never started
+        (or not running) means not satisfied.
         """
         if not self.active or self.started_at is None:
             return False
-        return self.started_at - self.uncertainty >= timestamp + 1
+        return self.started_at >= timestamp + 1
 
     def differs_from(self, before: ServiceState) -> bool:
         """A new run of the service: another invocation, another main process or a later start."""
@@ -40,7 +39,7 @@ class ServiceState:
         if self.pid is not None and before.pid is not None and self.pid != before.pid:
             return True
         if self.started_at is not None and before.started_at is not None:
-            return self.started_at > before.started_at + self.uncertainty
+            return self.started_at > before.started_at
         return False
 
 

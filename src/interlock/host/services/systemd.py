@@ -64,18 +64,16 @@ def state_from_properties(name: str, props: dict[str, str], boot_time: int | Non
     pid = int(props.get("MainPID") or 0) or None
     invocation = props.get("InvocationID") or None
     started_at: float | None = None
-    uncertainty = 0.0
     stamp = props.get("ActiveEnterTimestamp", "")
     monotonic = int(props.get("ActiveEnterTimestampMonotonic") or 0)
     if stamp.startswith("@") and stamp[1:].isdigit():
         # `@N` is the start time truncated to the second: N is a lower bound, good as it is.
         started_at = float(stamp[1:])
     elif monotonic > 0 and boot_time is not None:
-        started_at = boot_time + monotonic / 1_000_000
-        uncertainty = 1.0  # btime in /proc/stat is whole seconds
+        started_at = boot_time + monotonic / 1_000_000  # btime is truncated: a lower bound
     if not active:
         return ServiceState(name, active=False, invocation=invocation)
-    return ServiceState(name, True, pid, started_at, uncertainty, invocation)
+    return ServiceState(name, True, pid, started_at, invocation=invocation)
 
 
 class SystemdManager(ServiceManager):

@@ -149,7 +149,9 @@ class SysvManager(ServiceManager):
         started = process_start_time(pid, read_boot_time())
         if started is None:
             return ServiceState(name, active=False)
-        return ServiceState(name, True, pid, started, uncertainty=1.0)
+        # btime and the tick count are both truncated: the estimate is a lower bound of the
+        # real start, which is what `started_after` needs.
+        return ServiceState(name, True, pid, started)
 
     def act(self, name: str, action: str) -> None:
         script = self.script(name)

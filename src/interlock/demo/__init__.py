@@ -1,0 +1,1 @@
+"""Demos: the stories of the README, run for real on this machine."""
