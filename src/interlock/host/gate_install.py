@@ -24,9 +24,9 @@ from interlock.host.gate import CACHE_FILE, CONFIG_PATH, FAIL_MODES, GateConfig
 
 GATE_LINK = "/usr/sbin/policy-rc.d"
 ALTERNATIVE = "policy-rc.d"
-GATE_DIR = "/usr/lib/interlock"
-GATE_SCRIPT = f"{GATE_DIR}/policy-rc.d"
-PRESERVED = f"{GATE_DIR}/policy-rc.d.preexisting"
+# Beside the link, so moving a pre-existing gate aside is a rename within one directory.
+GATE_SCRIPT = "/usr/sbin/interlock-policy-rc.d"
+PRESERVED = "/usr/sbin/policy-rc.d.before-interlock"
 INSTALL_RECORD = "/var/lib/interlock/gate-install.json"
 GATE_PRIORITY = 50
 PRESERVED_PRIORITY = 10
@@ -109,18 +109,26 @@ class GateInstaller:
             )
         return result.stdout
 
+    def resolve(self, absolute: str) -> str | None:
+        """Follow symlinks as seen from inside the root (their targets are root-relative)."""
+        current = absolute
+        for _ in range(16):
+            path = self.path(current)
+            if path.is_symlink():
+                target = os.readlink(path)
+                current = (
+                    target if target.startswith("/") else f"{current.rsplit('/', 1)[0]}/{target}"
+                )
+                continue
+            return current if path.exists() else None
+        return None
+
     def registered(self) -> tuple[str, ...]:
         out = self._alternatives("--list", ALTERNATIVE, check=False)
         return tuple(line.strip() for line in out.splitlines() if line.strip())
 
     def status(self) -> GateStatus:
-        link = self.path(GATE_LINK)
-        target: str | None = None
-        if link.is_symlink():
-            resolved = link.resolve()
-            target = "/" + str(resolved.relative_to(self.root.resolve()))
-        elif link.exists():
-            target = GATE_LINK
+        target = self.resolve(GATE_LINK)
         config = GateConfig.load(str(self.path(CONFIG_PATH)))
         return GateStatus(
             link_target=target,
@@ -144,7 +152,7 @@ class GateInstaller:
         link = self.path(GATE_LINK)
         preserved = self.path(PRESERVED)
         record = self.path(INSTALL_RECORD)
-        self.path(GATE_DIR).mkdir(parents=True, exist_ok=True)
+        link.parent.mkdir(parents=True, exist_ok=True)
 
         if link.exists() and not link.is_symlink():
             if preserved.exists():
@@ -227,9 +235,8 @@ class GateInstaller:
             config_path.unlink()
             done.append(f"removed {CONFIG_PATH}")
         self.path(CACHE_FILE).unlink(missing_ok=True)
-        for directory in (GATE_DIR, CONFIG_PATH.rsplit("/", 1)[0]):
-            try:
-                self.path(directory).rmdir()
-            except OSError:
-                pass  # not empty: something else lives there
+        try:
+            self.path(CONFIG_PATH).parent.rmdir()
+        except OSError:
+            pass  # not empty: other interlock configuration lives there
         return done

@@ -38,7 +38,7 @@ def show_command(units: list[str], unix_timestamps: bool = True) -> list[str]:
     return [*argv, "--", *units]
 
 
-def parse_show(text: str, boot_time: int | None) -> list[dict[str, str]]:
+def parse_show(text: str) -> list[dict[str, str]]:
     """Split `systemctl show` output into one property dict per unit (blank-line separated)."""
     blocks: list[dict[str, str]] = []
     current: dict[str, str] = {}
@@ -56,7 +56,9 @@ def parse_show(text: str, boot_time: int | None) -> list[dict[str, str]]:
     return blocks
 
 
-def state_from_properties(name: str, props: dict[str, str], boot_time: int | None) -> ServiceState:
+def state_from_properties(
+    name: str, props: dict[str, str], boot_time: float | None
+) -> ServiceState:
     """One unit's properties → ServiceState; raises ValueError on values that make no sense."""
     if props.get("LoadState") == "not-found":
         return ServiceState(name, active=False)
@@ -70,7 +72,7 @@ def state_from_properties(name: str, props: dict[str, str], boot_time: int | Non
         # `@N` is the start time truncated to the second: N is a lower bound, good as it is.
         started_at = float(stamp[1:])
     elif monotonic > 0 and boot_time is not None:
-        started_at = boot_time + monotonic / 1_000_000  # btime is truncated: a lower bound
+        started_at = boot_time + monotonic / 1_000_000
     if not active:
         return ServiceState(name, active=False, invocation=invocation)
     return ServiceState(name, True, pid, started_at, invocation=invocation)
@@ -97,7 +99,7 @@ class SystemdManager(ServiceManager):
             return self._show(names)
         if result.returncode != 0:
             raise ServiceError(f"systemctl show failed: {result.stderr.strip()}")
-        return parse_show(result.stdout, None)
+        return parse_show(result.stdout)
 
     def states(self, names: list[str]) -> dict[str, ServiceState]:
         boot = read_boot_time()

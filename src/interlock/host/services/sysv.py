@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 
 from interlock.host.policy import canonical_service, is_valid_service_name
@@ -66,19 +67,24 @@ def parse_start_ticks(stat_text: str) -> int:
     return int(after_comm.split()[19])  # fields 3.. → field 22 is index 19
 
 
-def parse_btime(proc_stat_text: str) -> int:
-    for line in proc_stat_text.splitlines():
-        if line.startswith("btime "):
-            return int(line.split()[1])
-    raise ValueError("no btime line in /proc/stat")
+def parse_uptime(text: str) -> float:
+    return float(text.split()[0])
 
 
-def read_boot_time() -> int:
-    with open("/proc/stat", encoding="ascii") as handle:
-        return parse_btime(handle.read())
+def boot_time_from(now: float, uptime: float) -> float:
+    """Boot time in epoch seconds to the hundredth: `btime` in /proc/stat is truncated to the
+    second, which would blur "started after" by up to a second. Reading the clock before the
+    uptime makes the result err early, so start times derived from it stay lower bounds."""
+    return now - uptime
 
 
-def process_start_time(pid: int, boot_time: int) -> float | None:
+def read_boot_time() -> float:
+    now = time.time()
+    with open("/proc/uptime", encoding="ascii") as handle:
+        return boot_time_from(now, parse_uptime(handle.read()))
+
+
+def process_start_time(pid: int, boot_time: float) -> float | None:
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
             ticks = parse_start_ticks(handle.read())
@@ -149,7 +155,7 @@ class SysvManager(ServiceManager):
         started = process_start_time(pid, read_boot_time())
         if started is None:
             return ServiceState(name, active=False)
-        # btime and the tick count are both truncated: the estimate is a lower bound of the
+        # The tick count is truncated and the boot time errs early: a lower bound of the
         # real start, which is what `started_after` needs.
         return ServiceState(name, True, pid, started)
 
