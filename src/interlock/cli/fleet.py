@@ -1,0 +1,172 @@
+"""`interlock fleet`: every host's deferred work in one view; interlock installed on every host."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from interlock.cli.output import emit_json, table, warn
+from interlock.errors import UsageError
+from interlock.fleet.inventory import Host, Inventory, load_inventory
+
+if TYPE_CHECKING:
+    from interlock.fleet.install import InstallResult
+    from interlock.fleet.transport import HostOutcome, SshTransport
+
+DEFAULT_INVENTORY = "/etc/interlock/inventory.yaml"
+
+
+def _age(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _targets(args: argparse.Namespace) -> tuple[Inventory, list[Host]]:
+    inventory = load_inventory(args.inventory)
+    hosts = inventory.select(args.limit)
+    if not hosts:
+        raise UsageError("no hosts selected")
+    return inventory, hosts
+
+
+def _transport(args: argparse.Namespace, inventory: Inventory) -> SshTransport:
+    from interlock.fleet.transport import SshTransport
+
+    return SshTransport.for_inventory(
+        inventory, check_host_keys=not args.insecure_no_host_key_check
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from interlock.fleet.status import gather_status_sync
+
+    inventory, hosts = _targets(args)
+    status = gather_status_sync(hosts, _transport(args, inventory), args.window, args.timeout)
+    if args.json:
+        emit_json(status.as_dict())
+        return 1 if status.unreachable else 0
+    now = int(time.time())
+    rows = []
+    for debt in status.hosts:
+        for event in debt.events:
+            state = "restarted since" if debt.restarted_since(event) else "pending"
+            rows.append(
+                (
+                    debt.host.name,
+                    event.service,
+                    event.action,
+                    _age(max(0, now - event.timestamp)),
+                    state,
+                    event.reason,
+                )
+            )
+        for hook in debt.hooks:
+            rows.append((debt.host.name, f"hook {hook}", "run", "", "pending", "auto restarts off"))
+    if rows:
+        table(None, ["host", "service", "action", "since", "state", "reason"], rows)
+    per_service = status.per_service()
+    if per_service:
+        print(
+            "pending per service: " + ", ".join(f"{s} {n}" for s, n in sorted(per_service.items()))
+        )
+        per_group = status.per_group()
+        print("hosts per group: " + ", ".join(f"{g} {n}" for g, n in sorted(per_group.items())))
+    owing = sum(1 for d in status.hosts if d.pending or d.hooks)
+    print(
+        f"{len(status.hosts)} hosts read in {status.duration:.2f}s: {owing} with deferred work"
+        + (f", {len(status.unreachable)} unreachable" if status.unreachable else "")
+    )
+    for host, reason in status.unreachable:
+        warn(f"{host.name}: unreachable: {reason}")
+    for debt in status.hosts:
+        for problem in debt.problems:
+            warn(problem)
+    return 1 if status.unreachable else 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    from interlock.fleet.install import build_zipapp, install_on_host
+    from interlock.fleet.transport import fan_out
+
+    inventory, hosts = _targets(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive_path = Path(tmp) / "interlock.pyz"
+        digest = build_zipapp(archive_path)
+        archive = archive_path.read_bytes()
+    transport = _transport(args, inventory)
+
+    async def run() -> list[HostOutcome[InstallResult]]:
+        try:
+            return await fan_out(
+                hosts,
+                lambda host: install_on_host(
+                    transport, host, archive, digest, not args.no_chain, args.on_policy_error
+                ),
+                window=args.window,
+            )
+        finally:
+            await transport.close()
+
+    outcomes = asyncio.run(run())
+    failed = 0
+    for outcome in outcomes:
+        if outcome.ok and outcome.value is not None:
+            what = "installed" if outcome.value.copied else "already current"
+            print(f"ok   {outcome.host.name}: interlock {what}, gate active")
+        else:
+            failed += 1
+            print(f"FAIL {outcome.host.name}: {outcome.reason}", file=sys.stderr)
+    print(f"{len(outcomes) - failed} of {len(outcomes)} hosts ready")
+    return 1 if failed else 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-i", "--inventory", default=DEFAULT_INVENTORY, help="interlock YAML or Ansible inventory"
+    )
+    parser.add_argument("--limit", help="host pattern: name, group, glob, a:b, a:&b, a:!b")
+    parser.add_argument("--window", type=int, default=24, help="hosts in flight at once")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per host")
+    parser.add_argument(
+        "--insecure-no-host-key-check",
+        action="store_true",
+        help="accept any SSH host key (never on a production network)",
+    )
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    group = commands.add_parser("fleet", help="every host at once: status, install")
+    sub = group.add_subparsers(dest="fleet_command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "status",
+        help="every host's deferred restarts and hooks, in one view",
+        formatter_class=fmt,
+        description="Read every host's ledger (/var/lib/policy-rc.d) and deferred hooks over SSH "
+        "and the start times of the services they name. Hosts need only sh: hosts a charm "
+        "manages are read the same way. Unreachable hosts are listed, and exit status is 1.",
+        epilog="examples:\n  interlock fleet status -i inventory.yaml\n"
+        "  interlock fleet status -i hosts.ini --limit 'compute:&az1' --json",
+    )
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_status)
+
+    p = sub.add_parser(
+        "install",
+        help="put interlock on every host and install its gate (idempotent)",
+        description="Copy a self-contained interlock zipapp to /usr/sbin/interlock on each host "
+        "(skipped when identical) and run `interlock gate install` there.",
+    )
+    _common(p)
+    p.add_argument("--no-chain", action="store_true", help="do not consult the previous gate")
+    p.add_argument("--on-policy-error", choices=("deny", "allow", "uncertain"), default="deny")
+    p.set_defaults(handler=cmd_install)
