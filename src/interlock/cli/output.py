@@ -22,7 +22,10 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[obj
         view.add_column(column)
     for row in rows:
         view.add_row(*("" if cell is None else str(cell) for cell in row))
-    Console(soft_wrap=True).print(view)
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(soft_wrap=True, width=200)  # piped output: do not cut columns at 80
+    console.print(view)
 
 
 def warn(message: str) -> None:

@@ -25,10 +25,13 @@ from interlock.host.policy import canonical_service
 from interlock.host.services.base import ServiceState
 from interlock.host.services.systemd import PROPERTIES, parse_show, state_from_properties
 from interlock.host.services.sysv import (
+    InitScriptInfo,
     boot_time_from,
     parse_init_script,
     parse_start_ticks,
     parse_uptime,
+    pidfile_candidates,
+    runs_daemon,
 )
 
 # The probe: "$1" is the marker, "$2" the ledger dir, "$3" interlock's hook dir. Service names
@@ -63,25 +66,20 @@ if [ "$init" = systemd ]; then
     systemctl show __PROPS__ -- $units
   exit 0
 fi
-value() { sed -n "s/^[[:space:]]*$1=//p" "$2" | head -n 1 | tr -d "\"'"; }
 for s in $services; do
   name=${s%.service}
-  script=/etc/init.d/$name
-  [ -f "$script" ] || continue
-  echo "$m initscript $name"; grep -E '^[[:space:]]*(export[[:space:]]+)?[A-Z_]+=' "$script"
-  nm=$(value NAME "$script"); case "$nm" in *[!A-Za-z0-9._-]*) nm="" ;; esac
-  pf=$(value PIDFILE "$script" | sed "s|[$]{NAME}|$nm|g; s|[$]NAME|$nm|g")
-  case "$pf" in /*) case "$pf" in *[!A-Za-z0-9._/-]*) pf="" ;; esac ;; *) pf="" ;; esac
-  for p in $pf /run/$name.pid /var/run/$name.pid /run/$name/$name.pid; do
-    [ -f "$p" ] || continue
-    pid=$(head -c 32 "$p" | tr -dc 0-9)
-    [ -n "$pid" ] || continue
-    echo "$m pidfile $name $p $pid"
-    if [ -r /proc/$pid/stat ]; then
-      echo "$m stat $pid"; cat /proc/$pid/stat
-      echo "$m exe $pid"; readlink /proc/$pid/exe || true
-    fi
-  done
+  [ -f "/etc/init.d/$name" ] || continue
+  echo "$m initscript $name"
+  grep -E -e '^[[:space:]]*(export[[:space:]]+)?[A-Z_]+=' -e '--pidfile' "/etc/init.d/$name"
+done
+for p in /run/*.pid /run/*/*.pid; do
+  [ -f "$p" ] || continue
+  pid=$(head -c 32 "$p" | tr -dc 0-9)
+  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || continue
+  echo "$m pidfile $p $pid"
+  echo "$m stat $pid"; cat "/proc/$pid/stat"
+  echo "$m exe $pid"; readlink "/proc/$pid/exe" || true
+  echo "$m comm $pid"; cat "/proc/$pid/comm"
 done
 """.replace("__PROPS__", " ".join(f"-p {prop}" for prop in PROPERTIES))
 
@@ -191,10 +189,11 @@ def parse_probe(host: Host, text: str, marker: str) -> HostDebt:
     hooks: list[str] = []
     problems: list[str] = []
     states: dict[str, ServiceState] = {}
-    pidfiles: dict[str, list[int]] = {}
-    daemons: dict[str, str | None] = {}
+    pidfiles: dict[str, int] = {}
+    scripts: dict[str, InitScriptInfo] = {}
     stats: dict[int, str] = {}
     exes: dict[int, str] = {}
+    comms: dict[int, str] = {}
     systemd_text: str | None = None
     for header, body in split_sections(text, marker):
         kind = header[0]
@@ -214,13 +213,15 @@ def parse_probe(host: Host, text: str, marker: str) -> HostDebt:
             elif kind == "systemd":
                 systemd_text = body
             elif kind == "initscript":
-                daemons[header[1]] = parse_init_script(body).daemon
+                scripts[header[1]] = parse_init_script(body)
             elif kind == "pidfile":
-                pidfiles.setdefault(header[1], []).append(int(header[3]))
+                pidfiles[header[1]] = int(header[2])
             elif kind == "stat":
                 stats[int(header[1])] = body
             elif kind == "exe":
-                exes[int(header[1])] = body.strip().removesuffix(" (deleted)")
+                exes[int(header[1])] = body.strip()
+            elif kind == "comm":
+                comms[int(header[1])] = body.strip()
         except FileFormatError as exc:
             problems.append(str(exc))
         except (ValueError, KeyError, IndexError) as exc:
@@ -234,9 +235,14 @@ def parse_probe(host: Host, text: str, marker: str) -> HostDebt:
                 states[unit] = state_from_properties(unit, props, btime)
     elif btime is not None:
         for unit in units:
-            for pid in pidfiles.get(unit, []):
-                daemon = daemons.get(unit)
-                if pid not in stats or (daemon and exes.get(pid) != daemon):
+            info = scripts.get(unit)
+            if info is None:
+                continue
+            for path in pidfile_candidates(unit, info):
+                pid = pidfiles.get(path.replace("/var/run/", "/run/", 1))
+                if pid is None or pid not in stats:
+                    continue
+                if info.daemon and not runs_daemon(info.daemon, exes.get(pid), comms.get(pid)):
                     continue
                 started = btime + parse_start_ticks(stats[pid]) / ticks_per_second
                 states[unit] = ServiceState(unit, True, pid, started)

@@ -7,6 +7,7 @@ environment, as `service` does; that bypasses policy-rc.d on purpose, since the 
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import time
@@ -35,6 +36,17 @@ def _expand(value: str, known: dict[str, str]) -> str | None:
     return None if "$" in out else out
 
 
+def _inline_pidfile(text: str, known: dict[str, str]) -> str | None:
+    """The first `--pidfile PATH` / `--pidfile=PATH` whose PATH is known without running."""
+    words = text.replace("=", " ").replace('"', " ").replace("'", " ").split()
+    for option, value in itertools.pairwise(words):
+        if option == "--pidfile":
+            path = _expand(value, known)
+            if path and path.startswith("/"):
+                return path
+    return None
+
+
 def parse_init_script(text: str) -> InitScriptInfo:
     """Find PIDFILE= and DAEMON= in an init script's text, without running it."""
     known: dict[str, str] = {}
@@ -53,7 +65,8 @@ def parse_init_script(text: str) -> InitScriptInfo:
         expanded = _expand(value, known)
         if expanded is not None:
             known.setdefault(name, expanded)
-    pidfile = known.get("PIDFILE")
+    # Scripts without a PIDFILE variable often name it inline (ssh: `--pidfile /run/sshd.pid`).
+    pidfile = known.get("PIDFILE") or _inline_pidfile(text, known)
     daemon = known.get("DAEMON")
     return InitScriptInfo(
         pidfile if pidfile and pidfile.startswith("/") else None,
@@ -93,12 +106,38 @@ def process_start_time(pid: int, boot_time: float) -> float | None:
     return boot_time + ticks / os.sysconf("SC_CLK_TCK")
 
 
-def _exe(pid: int) -> str | None:
+def pidfile_candidates(service: str, info: InitScriptInfo) -> list[str]:
+    """Where the service's pidfile may be: the script's own, then the usual places."""
+    candidates = [
+        info.pidfile,
+        f"/run/{service}.pid",
+        f"/var/run/{service}.pid",
+        f"/run/{service}/{service}.pid",
+    ]
+    return [path for path in candidates if path]
+
+
+def runs_daemon(daemon: str, exe: str | None, comm: str | None) -> bool:
+    """Whether a process is the init script's DAEMON: its executable, or for a script run by an
+    interpreter, its command name (the kernel names a script's process after the script)."""
+    if exe is not None and exe.removesuffix(" (deleted)") in (daemon, os.path.realpath(daemon)):
+        return True
+    return comm is not None and comm == os.path.basename(daemon)[:15]
+
+
+def _proc_link(pid: int) -> str | None:
     try:
-        target = os.readlink(f"/proc/{pid}/exe")
+        return os.readlink(f"/proc/{pid}/exe")
     except OSError:
         return None
-    return target.removesuffix(" (deleted)")
+
+
+def _proc_comm(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
 
 
 class SysvManager(ServiceManager):
@@ -125,17 +164,8 @@ class SysvManager(ServiceManager):
             return InitScriptInfo(None, None)
 
     def main_pid(self, name: str) -> int | None:
-        service = canonical_service(name)
         info = self.info(name)
-        candidates = [
-            info.pidfile,
-            f"/run/{service}.pid",
-            f"/var/run/{service}.pid",
-            f"/run/{service}/{service}.pid",
-        ]
-        for pidfile in candidates:
-            if not pidfile:
-                continue
+        for pidfile in pidfile_candidates(canonical_service(name), info):
             try:
                 with open(pidfile, encoding="ascii") as handle:
                     pid = int(handle.read().split()[0])
@@ -143,7 +173,7 @@ class SysvManager(ServiceManager):
                 continue
             if pid <= 0 or not os.path.exists(f"/proc/{pid}"):
                 continue
-            if info.daemon and _exe(pid) not in (info.daemon, os.path.realpath(info.daemon)):
+            if info.daemon and not runs_daemon(info.daemon, _proc_link(pid), _proc_comm(pid)):
                 continue  # a stale pidfile whose pid now belongs to something else
             return pid
         return None
