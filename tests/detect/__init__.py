@@ -1,0 +1,1 @@
+"""Tests of detection: watched files, package transactions, outdated processes."""
