@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from interlock.cli.output import emit_json, table, warn
 from interlock.errors import UsageError
-from interlock.fleet.inventory import Host, Inventory, load_inventory
 
 if TYPE_CHECKING:
     from interlock.fleet.install import InstallResult
+    from interlock.fleet.inventory import Host, Inventory
     from interlock.fleet.transport import HostOutcome, SshTransport
 
 DEFAULT_INVENTORY = "/etc/interlock/inventory.yaml"
@@ -29,6 +29,10 @@ def _age(seconds: int) -> str:
 
 
 def _targets(args: argparse.Namespace) -> tuple[Inventory, list[Host]]:
+    # Imported here: the inventory reader needs libyaml's C loader, which the zipapp on the
+    # hosts does not carry, and every other command must still work there.
+    from interlock.fleet.inventory import load_inventory
+
     inventory = load_inventory(args.inventory)
     hosts = inventory.select(args.limit)
     if not hosts:
@@ -51,19 +55,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = gather_status_sync(hosts, _transport(args, inventory), args.window, args.timeout)
     if args.json:
         emit_json(status.as_dict())
-        return 1 if status.unreachable else 0
+        return 0 if status.complete else 1
     now = int(time.time())
     rows = []
     for debt in status.hosts:
         for event in debt.events:
-            state = "restarted since" if debt.restarted_since(event) else "pending"
             rows.append(
                 (
                     debt.host.name,
                     event.service,
                     event.action,
                     _age(max(0, now - event.timestamp)),
-                    state,
+                    debt.state(event),
                     event.reason,
                 )
             )
@@ -85,10 +88,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     for host, reason in status.unreachable:
         warn(f"{host.name}: unreachable: {reason}")
-    for debt in status.hosts:
-        for problem in debt.problems:
-            warn(problem)
-    return 1 if status.unreachable else 0
+    for problem in status.problems:
+        warn(problem)
+    return 0 if status.complete else 1
 
 
 def cmd_install(args: argparse.Namespace) -> int:
@@ -152,7 +154,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         formatter_class=fmt,
         description="Read every host's ledger (/var/lib/policy-rc.d) and deferred hooks over SSH "
         "and the start times of the services they name. Hosts need only sh: hosts a charm "
-        "manages are read the same way. Unreachable hosts are listed, and exit status is 1.",
+        "manages are read the same way. Unreachable hosts and unreadable files are listed, "
+        "and then the exit status is 1.",
         epilog="examples:\n  interlock fleet status -i inventory.yaml\n"
         "  interlock fleet status -i hosts.ini --limit 'compute:&az1' --json",
     )

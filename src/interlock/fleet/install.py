@@ -11,36 +11,80 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import shutil
-import tempfile
-import zipapp
+import io
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from interlock.fleet.inventory import Host
-from interlock.fleet.transport import Transport
 from interlock.host.gate_install import SYSTEM_PYTHON, package_root
+
+if TYPE_CHECKING:
+    from interlock.fleet.inventory import Host
+    from interlock.fleet.transport import Transport
 
 HOST_ZIPAPP = "/usr/sbin/interlock"
 # Packages copied into the zipapp beside interlock (import names).
 BUNDLED = ("yaml", "rich", "markdown_it", "mdurl", "pygments")
-MAIN = "import sys\nfrom interlock.cli.main import main\nsys.exit(main())\n"
+MAIN = "import sys\nfrom interlock.fleet.install import zipapp_main\nsys.exit(zipapp_main())\n"
+# Every member gets this timestamp, so the archive's digest changes only with its content and a
+# host is rewritten only when interlock really changed.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _members() -> list[tuple[str, Path]]:
+    """(name in the archive, source file) for interlock and the bundled packages, sorted."""
+    roots = [Path(package_root()) / "interlock"]
+    for name in BUNDLED:
+        module = importlib.import_module(name)
+        assert module.__file__ is not None
+        roots.append(Path(module.__file__).parent)
+    members = []
+    for root in roots:
+        for path in root.rglob("*"):
+            # Compiled extensions cannot be imported from a zip; their packages fall back to
+            # pure Python (PyYAML without libyaml).
+            if path.suffix in {".pyc", ".so"} or "__pycache__" in path.parts:
+                continue
+            if path.is_file():
+                members.append((path.relative_to(root.parent).as_posix(), path))
+    return sorted(members)
 
 
 def build_zipapp(destination: Path) -> str:
-    """Write the zipapp; return its SHA-256."""
-    with tempfile.TemporaryDirectory(prefix="interlock-zipapp-") as tmp:
-        staging = Path(tmp) / "app"
-        staging.mkdir()
-        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so")
-        shutil.copytree(Path(package_root()) / "interlock", staging / "interlock", ignore=ignore)
-        for name in BUNDLED:
-            module = importlib.import_module(name)
-            assert module.__file__ is not None
-            shutil.copytree(Path(module.__file__).parent, staging / name, ignore=ignore)
-        (staging / "__main__.py").write_text(MAIN)
-        zipapp.create_archive(staging, destination, interpreter=SYSTEM_PYTHON, compressed=True)
-    return hashlib.sha256(destination.read_bytes()).hexdigest()
+    """Write the zipapp (reproducibly: same sources, same bytes); return its SHA-256."""
+    buffer = io.BytesIO()
+    buffer.write(f"#!{SYSTEM_PYTHON}\n".encode())
+    files = [(name, path.read_bytes()) for name, path in _members()]
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in [*files, ("__main__.py", MAIN.encode())]:
+            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, content)
+    data = buffer.getvalue()
+    destination.write_bytes(data)
+    destination.chmod(0o755)
+    return hashlib.sha256(data).hexdigest()
+
+
+def zipapp_main() -> int:
+    """The zipapp's entry point on a host: every command group whose libraries it carries.
+
+    Groups that need compiled libraries (asyncssh's cryptography) cannot run from a zip; they
+    are left out rather than breaking the host commands.
+    """
+    from interlock.cli import main as cli
+
+    available = []
+    for group in cli.GROUP_MODULES:
+        try:
+            importlib.import_module(f"interlock.cli.{group}")
+        except ImportError:
+            continue
+        available.append(group)
+    cli.GROUP_MODULES = tuple(available)
+    return cli.main()
 
 
 @dataclass(frozen=True)
