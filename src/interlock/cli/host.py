@@ -6,9 +6,10 @@ import argparse
 import time
 
 from interlock.cli.output import emit_json, table, warn
+from interlock.errors import UsageError
 from interlock.host import apply
 from interlock.host.auto_restarts import blocked_services, set_auto_restarts
-from interlock.host.hooks import HookStore, run_hook_command
+from interlock.host.hooks import HookStore, run_hook_command, validate_hook_name
 from interlock.host.ledger import Ledger
 from interlock.host.paths import HostPaths
 from interlock.host.report import charm_show, status_message
@@ -18,6 +19,7 @@ EXIT_OK = 0
 EXIT_PENDING = 1
 EXIT_FAILED = 1
 EXIT_UNREADABLE = 3
+
 
 def paths_of(args: argparse.Namespace) -> HostPaths:
     return HostPaths() if args.root == "/" else HostPaths.under(args.root)
@@ -179,6 +181,9 @@ def cmd_hook_run(args: argparse.Namespace) -> int:
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
+    if not command:
+        raise UsageError("give the hook's command after --, e.g. hook run NAME -- CMD ARG…")
+    validate_hook_name(args.name)
     store = HookStore(paths.state_dir)
     if blocked_services(paths.policy_dir):
         hook = store.record(args.name, command)

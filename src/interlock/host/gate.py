@@ -484,11 +484,9 @@ def fail_safe_code(argv: list[str]) -> int:
     A crash must neither let a blocked restart through nor make dpkg fail; 101 and 0 are the
     two answers every caller understands.
     """
+    disruptive = COVERS["restart"] | COVERS["stop"]
     for word in " ".join(argv).split():
-        if canonical_action(word) in DISRUPTIVE_ACTIONS or canonical_action(word) in (
-            "force-reload",
-            "force-stop",
-        ):
+        if canonical_action(word) in disruptive:
             return FORBIDDEN
     return ALLOWED
 

@@ -60,7 +60,7 @@ try:
     from interlock.host.gate import main
 except BaseException as exc:
     words = " ".join(sys.argv[1:]).replace("(", " ").replace(")", " ").split()
-    disruptive = {{"restart", "stop", "try-restart", "force-reload", "force-stop"}}
+    disruptive = {{"restart", "stop", "try-restart", "force-reload", "force-stop", "upgrade"}}
     code = 101 if disruptive.intersection(words) else 0
     if "--quiet" not in sys.argv[1:3]:
         sys.stderr.write(

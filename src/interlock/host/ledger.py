@@ -181,7 +181,12 @@ def yaml_scalar(value: str) -> str:
             escaped.append(char)
         else:
             code = ord(char)
-            escaped.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+            if code < 0x100:
+                escaped.append(f"\\x{code:02x}")
+            elif code < 0x10000:
+                escaped.append(f"\\u{code:04x}")
+            else:
+                escaped.append(f"\\U{code:08x}")  # \u takes exactly four digits
     return '"' + "".join(escaped) + '"'
 
 

@@ -26,6 +26,13 @@ _ESCAPES = {
     "N": "\x85", "_": "\xa0", "L": "\u2028", "P": "\u2029",
 }  # fmt: skip
 _HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
+# Characters a YAML stream may not contain at all (PyYAML refuses the whole document).
+_NOT_YAML = frozenset(
+    map(chr, (*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, *range(0x80, 0x85),
+              *range(0x86, 0xA0), 0xFFFE, 0xFFFF))
+)  # fmt: skip
+_UNICODE_BREAKS = ("\x85", "\u2028", "\u2029")
+_NUMBER_CHARS = frozenset("0123456789_+-.: xabcdefABCDEFiInNtTZ")
 
 
 class YamlError(Exception):
@@ -46,6 +53,10 @@ def load(text: str) -> object:
     return _Reader(text).document()
 
 
+def _line_at(text: str, index: int) -> int:
+    return text.count("\n", 0, index) + 1
+
+
 def _resolve_plain(text: str, line: int) -> object:
     """Give a plain scalar the type PyYAML's SafeLoader would (YAML 1.1 core types)."""
     if text in _NULLS:
@@ -53,25 +64,51 @@ def _resolve_plain(text: str, line: int) -> object:
     boolean = _BOOLS.get(text)
     if boolean is not None:
         return boolean
+    if text in ("=", "<<"):
+        raise UnsupportedYaml(f"the YAML 1.1 value/merge key {text!r}", line)
     first = text[0]
     if first in _DIGITS or (first in "+-." and len(text) > 1):
         body = text[1:] if first in "+-" else text
-        if body and all(c in _DIGITS for c in body):
-            if len(body) > 1 and body[0] == "0":
-                raise UnsupportedYaml(f"octal-looking number {text!r}", line)
+        if body and all(c in _DIGITS for c in body) and (len(body) == 1 or body[0] != "0"):
             return int(text)
-        if _maybe_number(body):
+        if _maybe_number(text) and _is_yaml11_number(text):
             raise UnsupportedYaml(f"number form {text!r}", line)
     return text
 
 
-def _maybe_number(body: str) -> bool:
-    """True for text PyYAML might read as a float, a non-decimal int or a sexagesimal."""
-    if body.lower() in (".inf", ".nan"):
-        return True
-    if not body or body[0] not in _DIGITS + ".":
-        return False
-    return all(c in _DIGITS + "._:xXoObBeE+-abcdefABCDEF" for c in body)
+def _is_yaml11_number(text: str) -> bool:
+    """Whether PyYAML reads `text` as an int, a float or a timestamp rather than a string.
+
+    Only reached for rare number-like words, so importing `re` here costs the gate nothing.
+    """
+    import re
+
+    sign, digits_ = "[-+]?", "[0-9][0-9_]*"
+    base60 = "(?::[0-5]?[0-9])+"
+    forms = (
+        # YAML 1.1 int: binary, octal, decimal, hexadecimal, base 60
+        f"{sign}0b[01_]+",
+        f"{sign}0[0-7_]+",
+        f"{sign}(?:0|[1-9][0-9_]*)",
+        f"{sign}0x[0-9a-fA-F_]+",
+        f"{sign}[1-9][0-9_]*{base60}",
+        # YAML 1.1 float: decimal with a point, base 60, infinity, not-a-number
+        f"{sign}{digits_}\\.[0-9_]*(?:[eE][-+][0-9]+)?",
+        "\\.[0-9_]+(?:[eE][-+][0-9]+)?",
+        f"{sign}{digits_}{base60}\\.[0-9_]*",
+        f"{sign}\\.(?:inf|Inf|INF)",
+        "\\.(?:nan|NaN|NAN)",
+        # YAML 1.1 timestamp: a date, or a date and a time
+        "[0-9]{4}-[0-9]{2}-[0-9]{2}",
+        "[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \\t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}"
+        "(?:\\.[0-9]*)?(?:[ \\t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?",
+    )
+    return any(re.fullmatch(form, text) for form in forms)
+
+
+def _maybe_number(text: str) -> bool:
+    """A cheap superset of the YAML 1.1 number and timestamp forms (avoids `re` for words)."""
+    return all(c in _NUMBER_CHARS for c in text)
 
 
 class _Reader:
@@ -80,11 +117,19 @@ class _Reader:
     def __init__(self, text: str) -> None:
         if text.startswith("\ufeff"):
             text = text[1:]
-        if "\t" in text:
-            for number, line in enumerate(text.split("\n"), 1):
-                stripped = line.lstrip(" ")
-                if stripped.startswith("\t"):
-                    raise YamlError("tab character used for indentation", number)
+        if not _NOT_YAML.isdisjoint(text):
+            index = next(i for i, char in enumerate(text) if char in _NOT_YAML)
+            raise YamlError("a control character YAML does not allow", _line_at(text, index))
+        if "\r" in text:
+            # CR LF and a lone CR are line breaks that read as LF, in scalars too.
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        for special in ("\t", *_UNICODE_BREAKS):
+            # Tabs are valid only in a few places, and NEL/LS/PS fold differently: let a full
+            # parser judge the rare file that has them (PyYAML never writes them raw).
+            if special in text:
+                raise UnsupportedYaml(
+                    f"character U+{ord(special):04X}", _line_at(text, text.index(special))
+                )
         self.lines = text.split("\n")
         self.n = len(self.lines)
         self.row = 0
@@ -139,12 +184,15 @@ class _Reader:
             self.col = 3
             if not self.rest_is_empty():
                 raise self.unsupported("content on the '---' line")
+        elif self.at_document_marker():
+            raise self.error("'...' ends a document that never started")
         value = self.block_node(-1)
         if self.skip_blank_lines():
             line = self.lines[self.row]
             if line.startswith("...") and (len(line) == 3 or line[3] in " #"):
-                self.row += 1
-                self.col = 0
+                self.col = 3
+                if not self.rest_is_empty():
+                    raise self.error("content after '...' on its line")
                 if self.skip_blank_lines():
                     raise self.unsupported("more than one document")
             elif line.startswith("---"):
@@ -172,6 +220,7 @@ class _Reader:
             return None
         if char in "&*!|>?%@`":
             raise self.unsupported(f"'{char}' (anchors, tags, block scalars and complex keys)")
+        self.no_flow_end(char)
         if char in "[{":
             value = self.flow_node()
             if self.at_mapping_colon():
@@ -179,10 +228,20 @@ class _Reader:
             if not self.rest_is_empty():
                 raise self.error("unexpected text after a flow collection")
             return value
+        start_row = self.row
         key_or_value = self.scalar_token(block=True)
         if self.at_mapping_colon():
+            if key_or_value == ("", False):
+                raise self.error("a mapping entry without a key")
+            if self.row != start_row:
+                raise self.error("a mapping key must fit on one line")
             return self.block_mapping(indent, key_or_value)
         return self.finish_block_scalar(key_or_value, parent_indent)
+
+    def no_flow_end(self, char: str) -> None:
+        """`,` `]` `}` cannot start a plain scalar outside a flow collection."""
+        if char in ",]}":
+            raise self.error(f"'{char}' outside a flow collection (quote the value)")
 
     def at_document_marker(self) -> bool:
         line = self.lines[self.row]
@@ -222,11 +281,17 @@ class _Reader:
             line = self.lines[self.row]
             if line[col] == "-" and (col + 1 == len(line) or line[col + 1] == " "):
                 raise self.error("a sequence entry where a mapping key was expected")
-            if line[col] in "&*!|>?[{":
+            if line[col] in "&*!|>?[{%@`":
                 raise self.unsupported(f"'{line[col]}' as a mapping key")
+            self.no_flow_end(line[col])
+            start_row = self.row
             key_token = self.scalar_token(block=True)
             if not self.at_mapping_colon():
                 raise self.error("expected ':' after a mapping key")
+            if key_token == ("", False):
+                raise self.error("a mapping entry without a key")
+            if self.row != start_row:
+                raise self.error("a mapping key must fit on one line")
 
     def mapping_value(self, indent: int) -> object:
         line = self.lines[self.row]
@@ -243,6 +308,7 @@ class _Reader:
             raise self.unsupported(f"'{char}' (anchors, tags, block scalars and complex keys)")
         if char == "-" and (col + 1 == len(line) or line[col + 1] == " "):
             raise self.error("a block sequence cannot start on the line of its key")
+        self.no_flow_end(char)
         if char in "[{":
             value = self.flow_node()
             if not self.rest_is_empty():
@@ -272,6 +338,7 @@ class _Reader:
                     raise self.unsupported(f"'{char}' in a sequence entry")
                 if char == "-" and (col + 1 == len(line) or line[col + 1] == " "):
                     raise self.unsupported("nested block sequences")
+                self.no_flow_end(char)
                 if char in "[{":
                     result.append(self.flow_node())
                     if not self.rest_is_empty():
@@ -301,11 +368,13 @@ class _Reader:
             return text
         assert isinstance(text, str)
         start_row = self.row
+        # A comment ends a plain scalar: nothing after it may continue the value.
+        commented = self.lines[self.row][self.col :].lstrip(" ").startswith("#")
         self.row += 1
         self.col = 0
         pieces = [text]
         newlines = 0
-        while self.row < self.n:
+        while self.row < self.n and not commented:
             line = self.lines[self.row]
             stripped = line.strip(" ")
             if not stripped:
@@ -317,9 +386,7 @@ class _Reader:
                 break
             if line.startswith(("---", "..."), lead) and lead == 0:
                 break
-            piece = self.plain_continuation(line, lead)
-            if piece is None:
-                break
+            piece, commented = self.plain_continuation(line, lead)
             pieces.append("\n" * newlines if newlines else " ")
             pieces.append(piece)
             newlines = 0
@@ -328,19 +395,22 @@ class _Reader:
         value = "".join(pieces)
         return _resolve_plain(value, start_row + 1) if len(pieces) == 1 else value
 
-    def plain_continuation(self, line: str, lead: int) -> str | None:
+    def plain_continuation(self, line: str, lead: int) -> tuple[str, bool]:
+        """One more line of a multi-line plain scalar, and whether a comment ends it."""
         end = len(line)
+        commented = False
         for index in range(lead, len(line)):
             char = line[index]
             if char == "#" and line[index - 1] == " ":
                 end = index
+                commented = True
                 break
             if char == ":" and (index + 1 == len(line) or line[index + 1] == " "):
                 raise self.error("mapping values are not allowed here (quote the value)")
         piece = line[lead:end].rstrip(" ")
         if piece[0] in "&*!|>%@`" or (piece[0] == "-" and piece[1:2] in ("", " ")):
             raise self.unsupported("indicator at the start of a continuation line")
-        return piece
+        return piece, commented
 
     # -- scalars ------------------------------------------------------------------------------
 
@@ -485,10 +555,17 @@ class _Reader:
             return self.flow_sequence()
         if char in "&*!|>?%@`":
             raise self.unsupported(f"'{char}' in a flow collection")
+        self.no_block_entry()
         token = self.scalar_token(block=False)
         if not token[1] and token[0] == "":
             raise self.error(f"unexpected '{char}' in a flow collection")
         return self.flow_scalar(token)
+
+    def no_block_entry(self) -> None:
+        """`- ` is a block sequence entry, which a flow collection cannot hold."""
+        line, col = self.lines[self.row], self.col
+        if line[col] == "-" and (col + 1 == len(line) or line[col + 1] == " "):
+            raise self.error("a block sequence entry inside a flow collection")
 
     def flow_scalar(self, token: tuple[object, bool]) -> object:
         """A plain scalar in a flow collection may continue on the next lines."""
@@ -540,12 +617,21 @@ class _Reader:
                 raise self.unsupported(f"'{char}' in a flow mapping")
             if char == ",":
                 raise self.error("empty entry in a flow mapping")
-            key = self.flow_scalar(self.scalar_token(block=False))
+            self.no_block_entry()
+            start_row = self.row
+            key_token = self.scalar_token(block=False)
+            if key_token == ("", False):
+                raise self.error("a mapping entry without a key")
+            key = self.flow_scalar(key_token)
             if isinstance(key, list | dict):
                 raise self.unsupported("complex mapping key")
+            if self.row != start_row:
+                raise self.error("a mapping key must fit on one line")
             self.skip_flow_space()
             line = self.lines[self.row]
             if line[self.col] == ":":
+                if self.row != start_row:
+                    raise self.error("':' must be on the line of its key")
                 self.col += 1
                 self.skip_flow_space()
                 line = self.lines[self.row]

@@ -31,9 +31,10 @@ KNOWN_ACTIONS = frozenset(
 )
 
 # A blocked action also blocks the spellings that may perform it: force-reload restarts a
-# service that cannot reload, try-restart restarts a running one, force-stop is a stop.
+# service that cannot reload, try-restart restarts a running one, force-stop is a stop, and
+# nginx's postinst asks `upgrade` (a new master process on the new binary) before `restart`.
 COVERS = {
-    "restart": frozenset(("restart", "try-restart", "force-reload")),
+    "restart": frozenset(("restart", "try-restart", "force-reload", "upgrade")),
     "stop": frozenset(("stop", "force-stop")),
     "reload": frozenset(("reload", "force-reload")),
 }

@@ -84,11 +84,15 @@ def parse_uptime(text: str) -> float:
     return float(text.split()[0])
 
 
+UPTIME_RESOLUTION = 0.01  # /proc/uptime is truncated to the hundredth of a second
+
+
 def boot_time_from(now: float, uptime: float) -> float:
     """Boot time in epoch seconds to the hundredth: `btime` in /proc/stat is truncated to the
     second, which would blur "started after" by up to a second. Reading the clock before the
-    uptime makes the result err early, so start times derived from it stay lower bounds."""
-    return now - uptime
+    uptime, and allowing for the uptime's truncation, makes the result err early, so start
+    times derived from it stay lower bounds."""
+    return now - uptime - UPTIME_RESOLUTION
 
 
 def read_boot_time() -> float:
