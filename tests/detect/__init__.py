@@ -1,1 +1,1 @@
-"""Tests of detection: watched files, package transactions, outdated processes."""
+"""Tests of interlock's detect capability."""

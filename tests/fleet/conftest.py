@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from loopback_sshd import SshdFleet
+
+from fleet.loopback_sshd import SshdFleet
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FLEET_SIZE = 20

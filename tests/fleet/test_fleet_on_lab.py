@@ -18,7 +18,8 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from lab_fleet import (
+
+from fleet.lab_fleet import (
     CHARM_BLOCK,
     CHARM_BLOCK_QUOTED,
     CHARM_FLOW_FOLDED,
@@ -36,8 +37,7 @@ from lab_fleet import (
     ssh_ok,
     table_rows,
 )
-from loopback_sshd import free_port
-
+from fleet.loopback_sshd import free_port
 from interlock.fleet.inventory import load_inventory
 from interlock.fleet.transport import HostKeyMismatch, SshTransport, fan_out
 from interlock.host.ledger import PACKAGE_UPDATE

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from loopback_sshd import SshdFleet, free_port
 
+from fleet.loopback_sshd import SshdFleet, free_port
 from interlock.fleet.inventory import Host
 from interlock.fleet.transport import (
     AuthenticationFailed,

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from haproxy_lab import Lab, Sshd, free_port
+
+from lb.haproxy_lab import Lab, Sshd, free_port
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from haproxy_lab import Haproxy, HeldRequest, Lab, Sshd
 
 from interlock.cli import lb
 from interlock.errors import InterlockError
+from lb.haproxy_lab import Haproxy, HeldRequest, Lab, Sshd
 
 
 def run_cli(argv: Sequence[str]) -> int:

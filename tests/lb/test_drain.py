@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from haproxy_lab import Backend, Haproxy, HeldRequest, Lab
 
 from interlock.errors import InterlockError, UsageError
 from interlock.lb.drain import (
@@ -19,6 +18,7 @@ from interlock.lb.drain import (
 )
 from interlock.lb.runtime import RuntimeClient, UnixSocketOpener
 from interlock.lb.servers import find_by_address, find_server, list_servers
+from lb.haproxy_lab import Backend, Haproxy, HeldRequest, Lab
 
 
 async def admin_state(proxy: Haproxy, backend: str = "api", server: str = "web1") -> str:

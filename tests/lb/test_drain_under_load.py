@@ -11,10 +11,10 @@ import asyncio
 import time
 
 import pytest
-from haproxy_lab import Backend, Haproxy, Lab
 
 from interlock.lab.load import LoadGenerator, LoadReport
 from interlock.lb.drain import DrainReport, drain
+from lb.haproxy_lab import Backend, Haproxy, Lab
 
 CONCURRENCY = 30
 

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from haproxy_lab import Lab, free_port
 
 from interlock.errors import InterlockError
 from interlock.lb.runtime import (
@@ -21,6 +20,7 @@ from interlock.lb.runtime import (
     UnknownCommand,
 )
 from interlock.lb.stats import parse_show_stat
+from lb.haproxy_lab import Lab, free_port
 
 
 def test_unix_and_tcp_sockets_see_the_same_servers(lab: Lab) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from haproxy_lab import Lab, Sshd
 
 from interlock.lb.drain import drain, enable
 from interlock.lb.runtime import LbUnreachable, RuntimeApiError, RuntimeClient, SshOpener
+from lb.haproxy_lab import Lab, Sshd
 
 pytestmark = pytest.mark.root  # sshd runs in its own mount namespace
 

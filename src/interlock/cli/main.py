@@ -10,7 +10,16 @@ from collections.abc import Sequence
 from interlock.errors import InterlockError
 
 # Each module registers its sub-commands; handlers import heavy libraries lazily.
-GROUP_MODULES: tuple[str, ...] = ("host", "gate", "detect", "fleet", "lb", "lab", "demo")
+GROUP_MODULES: tuple[str, ...] = (
+    "host",
+    "gate",
+    "detect",
+    "fleet",
+    "lb",
+    "rollout",
+    "lab",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -72,6 +72,12 @@ class LocalTransport(Transport):
                 f"{describe_command(args)} did not finish within {timeout:g} s and was killed",
                 *partial,
             ) from None
+        except asyncio.CancelledError:
+            # An aborted run must not leave the command running behind it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await asyncio.shield(process.wait())
+            raise
         finally:
             for task in (stdout, stderr, feeder):
                 task.cancel()

@@ -1,0 +1,507 @@
+"""`interlock rollout plan|run|resume|skip|abort|status`: apply per-host work across a fleet."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from interlock.cli.output import emit_json, table
+from interlock.errors import InterlockError, UsageError
+
+DEFAULT_INVENTORY = "/etc/interlock/inventory.yaml"
+EXIT_COMPLETE = 0
+EXIT_PAUSED = 3
+EXIT_ABORTED = 4
+
+SPEC_HELP = """\
+A rollout is a target (-i INVENTORY, --limit), a per-host action and a schedule, from a YAML spec
+(--spec FILE) and/or flags; flags override the spec. Per host: record the services' state, drain
+its haproxy servers (--drain), the action, check it really restarted, the health gates
+(--gate, N passes in a row), the soak, enable. A failed or interrupted host is cleaned up
+(drains undone). Every step is journalled: a killed run resumes with `rollout resume`.
+
+exit status: 0 complete, 1 error, 3 paused (resume, skip or abort), 4 aborted
+"""
+
+
+# --- building the plan from the command line -----------------------------------------------------
+
+
+def spec_from_args(args: argparse.Namespace) -> Any:
+    from interlock.rollout.spec import RolloutSpec, SpecFlags, apply_flags, load_spec
+
+    spec = load_spec(args.spec) if args.spec else RolloutSpec()
+    flags = SpecFlags(
+        limit=args.limit,
+        transport=args.transport,
+        deferred=args.deferred,
+        restart=tuple(args.restart or ()),
+        command=args.command,
+        check=args.check,
+        action_timeout=args.action_timeout,
+        interlock=args.interlock,
+        canary=args.canary,
+        waves=args.waves,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        max_unavailable=tuple(args.max_unavailable or ()),
+        quorum=tuple(args.quorum or ()),
+        stagger=args.stagger,
+        jitter=args.jitter,
+        windows=tuple(args.window or ()),
+        drain=args.drain,
+        drain_port=args.drain_port,
+        drain_timeout=args.drain_timeout,
+        on_drain_timeout=args.on_drain_timeout,
+        on_failure_backend=args.on_failure_backend,
+        gates=tuple(args.gate or ()),
+        gate_passes=args.gate_passes,
+        gate_interval=args.gate_interval,
+        deadline=args.deadline,
+        soak=args.soak,
+        restarted_gate=args.restarted_gate,
+        pre_gates=tuple(args.pre_gate or ()),
+        pre_gate_timeout=args.pre_gate_timeout,
+        failure_budget=args.failure_budget,
+        on_failure=args.on_failure,
+    )
+    return apply_flags(spec, flags)
+
+
+def plan_from_args(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    from interlock.fleet.inventory import load_inventory
+    from interlock.rollout.runs import plan_for
+
+    spec = spec_from_args(args)
+    inventory = load_inventory(args.inventory or spec.inventory or DEFAULT_INVENTORY)
+    return spec, inventory, plan_for(spec, inventory)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from interlock.rollout.plan import encode
+
+    _, _, plan = plan_from_args(args)
+    if args.json:
+        emit_json(encode(plan))
+    else:
+        print(plan)
+    return EXIT_COMPLETE
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def open_journal(args: argparse.Namespace) -> Any:
+    from interlock.rollout.journal import Journal
+
+    return Journal(args.journal)
+
+
+def confirm(args: argparse.Namespace, question: str) -> None:
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("not a terminal: give --yes to go ahead without a question")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise InterlockError("not confirmed: nothing was done")
+
+
+@contextmanager
+def subscribers(args: argparse.Namespace, bus: Any) -> Iterator[tuple[Any, Any]]:
+    """Wire the event stream to the files and the display the flags ask for."""
+    from interlock.rollout.events import JsonLinesFile, TextLog
+    from interlock.rollout.metrics import RunTally, TextfileMetrics
+
+    with ExitStack() as stack:
+        tally = RunTally()
+        bus.subscribe(tally)
+        if args.events:
+            sink = JsonLinesFile(args.events)
+            stack.callback(sink.close)
+            bus.subscribe(sink)
+        if args.log:
+            log = TextLog.open(args.log)
+            stack.callback(log.close)
+            bus.subscribe(log)
+        if args.metrics:
+            bus.subscribe(TextfileMetrics(args.metrics, tally))
+        live = None
+        if not args.json and not args.no_progress and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.live import Live
+
+            from interlock.rollout.progress import ProgressView
+
+            view = ProgressView()
+            bus.subscribe(view)
+            live = Live(
+                get_renderable=view.render,
+                console=Console(stderr=True),
+                refresh_per_second=4,
+                transient=False,
+            )
+            stack.enter_context(live)
+        elif not args.json:
+            bus.subscribe(TextLog(sys.stderr))
+        yield tally, live
+
+
+def execute_run(args: argparse.Namespace, journal: Any, run: Any) -> int:
+    from interlock.rollout.events import EventBus
+    from interlock.rollout.runs import execute
+
+    bus = EventBus()
+
+    def install(executor: Any) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, executor.interrupt, signal.Signals(signum).name)
+
+    with subscribers(args, bus) as (tally, _):
+        outcome = asyncio.run(execute(journal, run, bus, on_executor=install))
+    if args.json:
+        emit_json(
+            {
+                "run": run.id,
+                "state": outcome.state,
+                "reason": outcome.reason,
+                "done": outcome.done,
+                "failed": outcome.failed,
+                "skipped": outcome.skipped,
+                "pending": outcome.pending,
+            }
+        )
+    else:
+        print("\n".join(tally.summary_lines()))
+        if outcome.state == "paused":
+            print(
+                f"paused: `interlock rollout resume {run.id}` continues, "
+                f"`interlock rollout skip HOST --run {run.id}` leaves a host out, "
+                f"`interlock rollout abort {run.id}` ends it"
+            )
+    return {"complete": EXIT_COMPLETE, "paused": EXIT_PAUSED}.get(outcome.state, EXIT_ABORTED)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from interlock.rollout.runs import settings_for, start_run
+
+    spec, inventory, plan = plan_from_args(args)
+    if not args.json:
+        print(plan)
+        print()
+    confirm(args, "Run this plan?")
+    with open_journal(args) as journal:
+        run = start_run(journal, plan, settings_for(spec, inventory), again=args.again)
+        if not args.json:
+            print(f"run {run.id} (journal {journal.path})", file=sys.stderr)
+        return execute_run(args, journal, run)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from interlock.rollout.runs import pick_run
+
+    with open_journal(args) as journal:
+        run = pick_run(journal, args.run, active=True)
+        if not args.json:
+            print(f"resuming run {run.id} ({run.state})", file=sys.stderr)
+        return execute_run(args, journal, run)
+
+
+def cmd_skip(args: argparse.Namespace) -> int:
+    from interlock.rollout.runs import pick_run, skip
+
+    with open_journal(args) as journal:
+        run = pick_run(journal, args.run, active=True)
+        print(skip(journal, run, args.host))
+    return EXIT_COMPLETE
+
+
+def cmd_abort(args: argparse.Namespace) -> int:
+    from interlock.rollout.events import EventBus, TextLog
+    from interlock.rollout.runs import abort, pick_run
+
+    with open_journal(args) as journal:
+        run = pick_run(journal, args.run, active=True)
+        confirm(args, f"Abort run {run.id} (hosts under way are cleaned up)?")
+        bus = EventBus()
+        bus.subscribe(TextLog(sys.stderr))
+        print(abort(journal, run, bus))
+    return EXIT_COMPLETE
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from interlock.rollout.runs import pick_run, recent_runs, status
+
+    if args.list:
+        with open_journal(args) as journal:
+            runs = recent_runs(journal, args.list)
+        if args.json:
+            emit_json(runs)
+        else:
+            table(
+                None,
+                ["run", "state", "started", "hosts", "what"],
+                [(r["run"], r["state"], r["created"], r["hosts"], r["title"]) for r in runs],
+            )
+        return EXIT_COMPLETE
+    with open_journal(args) as journal:
+        run = pick_run(journal, args.run, active=False)
+        report = status(journal, run)
+    if args.json:
+        emit_json(report)
+    else:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(report["counts"].items()))
+        executing = " (executing now)" if report["executing"] else ""
+        print(f"run {report['run']}: {report['state']}{executing} — {report['title']}")
+        print(f"started {report['created']}, last change {report['updated']}; hosts: {counts}")
+        if report["reason"]:
+            print(f"reason: {report['reason']}")
+        table(
+            None,
+            ["batch", "stage", "host", "state", "try", "last step", "detail"],
+            [
+                (
+                    h["batch"],
+                    h["stage"],
+                    h["host"],
+                    h["state"],
+                    h["attempt"],
+                    _last_step(h["steps"]),
+                    (h["detail"] or "")[:80],
+                )
+                for h in report["hosts"]
+            ],
+        )
+    return {"complete": EXIT_COMPLETE, "aborted": EXIT_ABORTED}.get(report["state"], EXIT_PAUSED)
+
+
+def _last_step(steps: list[dict[str, Any]]) -> str:
+    if not steps:
+        return ""
+    last = steps[-1]
+    took = f" {last['seconds']:.1f}s" if last["seconds"] is not None else ""
+    return f"{last['step']} {last['state']}{took}"
+
+
+# --- the parser -----------------------------------------------------------------------------------
+
+
+def _target_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-i", "--inventory", help=f"inventory (default: the spec's, else {DEFAULT_INVENTORY})"
+    )
+    p.add_argument("--limit", help="host pattern: name, group, glob, a:b, a:&b, a:!b")
+    p.add_argument("--spec", metavar="FILE", help="rollout spec (YAML); flags override it")
+    p.add_argument(
+        "--transport",
+        choices=("ssh", "local"),
+        help="reach hosts over SSH (default), or run every host's commands on this machine",
+    )
+    action = p.add_argument_group("action (one of; default: --deferred interlock)")
+    action.add_argument(
+        "--deferred",
+        choices=("interlock", "ledger"),
+        help="apply each host's deferred restarts: with interlock on the host, or from its "
+        "ledger for hosts without it",
+    )
+    action.add_argument("--restart", action="append", metavar="SERVICE", help="restart (repeat)")
+    action.add_argument("--command", metavar="CMD", help="run CMD on each host (split like sh)")
+    action.add_argument("--check", metavar="CMD", help="with --command: exit 0 = already done")
+    action.add_argument("--action-timeout", metavar="DURATION", help="per action (default 2m)")
+    action.add_argument(
+        "--interlock", metavar="CMD", help="interlock on the hosts (default: interlock)"
+    )
+    sched = p.add_argument_group("schedule")
+    sched.add_argument("--canary", metavar="N|P%", help="hosts in the first batch")
+    sched.add_argument("--waves", metavar="LIST", help="cumulative targets, e.g. 25%%,50%%,100%%")
+    sched.add_argument("--batch-size", metavar="N|P%", help="batches after the waves (default 1)")
+    sched.add_argument("--concurrency", type=int, metavar="N", help="hosts at once in a batch")
+    sched.add_argument(
+        "--max-unavailable",
+        action="append",
+        metavar="LABEL[:VALUE]=N|P%",
+        help="per group of a label, e.g. role=1, az=25%%, role:compute=5 (repeat)",
+    )
+    sched.add_argument(
+        "--quorum", action="append", metavar="LABEL", help="groups lose ≤ 1 (repeat)"
+    )
+    sched.add_argument("--stagger", metavar="DURATION", help="between host starts in a batch")
+    sched.add_argument("--jitter", metavar="DURATION", help="random extra stagger, up to this")
+    sched.add_argument(
+        "--window",
+        action="append",
+        metavar="'DAYS HH:MM-HH:MM [TZ]'",
+        help="maintenance window, e.g. 'mon-fri 22:00-04:00 Europe/Berlin' (repeat)",
+    )
+    lb = p.add_argument_group("load balancers")
+    lb.add_argument(
+        "--drain",
+        dest="drain",
+        action="store_true",
+        default=None,
+        help="drain the host's haproxy servers around the action",
+    )
+    lb.add_argument("--no-drain", dest="drain", action="store_false")
+    lb.add_argument("--drain-port", type=int, metavar="PORT", help="only servers on this port")
+    lb.add_argument("--drain-timeout", metavar="DURATION", help="wait for sessions (default 30s)")
+    lb.add_argument("--on-drain-timeout", choices=("fail", "force", "continue"))
+    lb.add_argument(
+        "--on-failure-backend",
+        choices=("enable", "leave-drained"),
+        help="cleanup of a failed host: re-enable its servers (default) or leave them drained",
+    )
+    gates = p.add_argument_group("gates")
+    gates.add_argument(
+        "--gate",
+        action="append",
+        metavar="PROBE",
+        help="post-gate: http://{address}:8080/health, tcp://{address}:22, cmd:COMMAND (repeat)",
+    )
+    gates.add_argument("--gate-passes", type=int, metavar="N", help="in a row (default 1)")
+    gates.add_argument("--gate-interval", metavar="DURATION", help="between rounds (default 1s)")
+    gates.add_argument("--deadline", metavar="DURATION", help="for each post-gate (default 2m)")
+    gates.add_argument("--soak", metavar="DURATION", help="healthy for this long after the gates")
+    gates.add_argument(
+        "--restarted-gate",
+        dest="restarted_gate",
+        action="store_true",
+        default=None,
+        help="check the services really restarted (default for restarts)",
+    )
+    gates.add_argument("--no-restarted-gate", dest="restarted_gate", action="store_false")
+    gates.add_argument(
+        "--pre-gate",
+        action="append",
+        metavar="CHECK",
+        help="before each batch: http://…, cmd:COMMAND, rabbitmq=MAX@URL, alerts=REGEX@URL",
+    )
+    gates.add_argument("--pre-gate-timeout", metavar="DURATION", help="(default 10m)")
+    fail = p.add_argument_group("failures")
+    fail.add_argument("--failure-budget", metavar="N|P%", help="failed hosts allowed (default 0)")
+    fail.add_argument(
+        "--on-failure", choices=("pause", "abort"), help="over budget (default pause)"
+    )
+
+
+def _journal_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="journal database (default ~/.local/state/interlock/journal.sqlite)",
+    )
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
+    p.add_argument("--log", metavar="FILE", help="append a human-readable log to FILE")
+    p.add_argument("--metrics", metavar="FILE", help="Prometheus textfile, rewritten atomically")
+    p.add_argument("--no-progress", action="store_true", help="plain log lines, no live display")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    group = commands.add_parser(
+        "rollout",
+        help="apply deferred restarts (or any per-host action) across the fleet, in batches",
+        formatter_class=fmt,
+        description=SPEC_HELP,
+    )
+    sub = group.add_subparsers(dest="rollout_command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "plan",
+        help="print exactly what `run` would do, batch by batch and host by host",
+        formatter_class=fmt,
+        description="Build the plan from the spec and flags and print it; nothing is touched.\n\n"
+        + SPEC_HELP,
+        epilog="examples:\n"
+        "  interlock rollout plan -i inventory.yaml --canary 1 --waves 50%,100% \\\n"
+        "      --max-unavailable role=1 --drain --gate 'http://{address}:8080/health'\n"
+        "  interlock rollout plan --spec restarts.yaml --json",
+    )
+    _target_options(p)
+    p.add_argument("--json", action="store_true", help="the plan as JSON")
+    p.set_defaults(handler=cmd_plan)
+
+    p = sub.add_parser(
+        "run",
+        help="show the plan, then execute it (journalled, resumable)",
+        formatter_class=fmt,
+        description="Print the plan, ask, and execute it. Ctrl-C once finishes the hosts under "
+        "way and pauses; twice interrupts them too (they are cleaned up). Hosts whose same work "
+        "a previous run finished are done already (--again repeats it).\n\n" + SPEC_HELP,
+        epilog="examples:\n"
+        "  interlock rollout run -i inventory.yaml --limit controllers --drain \\\n"
+        "      --gate 'http://{address}:8080/health' --gate-passes 3 --soak 10s --yes\n"
+        "  interlock rollout run --spec restarts.yaml --events run.jsonl --metrics "
+        "/var/lib/prometheus/node-exporter/rollout.prom",
+    )
+    _target_options(p)
+    _journal_option(p)
+    _output_options(p)
+    p.add_argument("--again", action="store_true", help="redo hosts a previous run finished")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser(
+        "resume",
+        help="continue a paused or interrupted run where it stopped",
+        formatter_class=fmt,
+        description="Continue the run (default: the latest unfinished one). Steps that were "
+        "under way when it stopped are checked and done again if needed; failed hosts get "
+        "another attempt.",
+        epilog="examples:\n  interlock rollout resume\n"
+        "  interlock rollout resume 20250101-120000-ab12cd",
+    )
+    p.add_argument("run", nargs="?", help="run id (default: the latest unfinished run)")
+    _journal_option(p)
+    _output_options(p)
+    p.set_defaults(handler=cmd_resume)
+
+    p = sub.add_parser(
+        "skip",
+        help="leave a pending or failed host out of a run",
+        formatter_class=fmt,
+        description="Mark HOST skipped in the run (default: the latest unfinished one); it no "
+        "longer counts as failed, and a resume does not touch it.",
+        epilog="example:\n  interlock rollout skip ctl2 && interlock rollout resume",
+    )
+    p.add_argument("host")
+    p.add_argument("--run", help="run id (default: the latest unfinished run)")
+    _journal_option(p)
+    p.set_defaults(handler=cmd_skip)
+
+    p = sub.add_parser(
+        "abort",
+        help="end a run: hosts under way are cleaned up, the others are left untouched",
+        formatter_class=fmt,
+        description="A run being executed is told to stop through the journal; a paused or "
+        "killed run is cleaned up here (drains undone for hosts it left mid-way).",
+        epilog="example:\n  interlock rollout abort --yes",
+    )
+    p.add_argument("run", nargs="?", help="run id (default: the latest unfinished run)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _journal_option(p)
+    p.set_defaults(handler=cmd_abort)
+
+    p = sub.add_parser(
+        "status",
+        help="a run's state, host by host",
+        formatter_class=fmt,
+        description="The run (default: the latest) with each host's state, attempt and last "
+        "step. Exit status 0 when complete, 3 while unfinished, 4 when aborted.",
+        epilog="examples:\n  interlock rollout status\n  interlock rollout status --list\n"
+        "  interlock rollout status 20250101-120000-ab12cd --json",
+    )
+    p.add_argument("run", nargs="?", help="run id (default: the latest run)")
+    p.add_argument("--list", type=int, nargs="?", const=20, metavar="N", help="the last N runs")
+    _journal_option(p)
+    p.add_argument("--json", action="store_true", help="print JSON for programs")
+    p.set_defaults(handler=cmd_status)

@@ -1,0 +1,180 @@
+"""A live view of a run a person can follow: batches, hosts, the step each is at, what it waits for.
+
+It only subscribes to the event stream; the engine does not know it exists. `render()` builds a
+rich renderable from the state gathered so far; `rich.live.Live` redraws it a few times a second.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from interlock.rollout import events
+from interlock.rollout.events import Event, describe
+
+STATE_STYLE = {
+    "pending": "dim",
+    "running": "bold cyan",
+    "done": "green",
+    "failed": "bold red",
+    "skipped": "yellow",
+}
+
+
+@dataclass
+class HostView:
+    name: str
+    batch: str
+    state: str = "pending"
+    step: str = ""
+    since: float = 0.0
+    waiting: str = ""
+    detail: str = ""
+
+
+@dataclass
+class BatchView:
+    id: str
+    stage: str
+    hosts: list[str]
+    state: str = "pending"
+
+
+@dataclass
+class ProgressView:
+    run: str = ""
+    state: str = "starting"
+    started: float = field(default_factory=time.monotonic)
+    batches: list[BatchView] = field(default_factory=list)
+    hosts: dict[str, HostView] = field(default_factory=dict)
+    batch_wait: str = ""
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=6))
+    max_rows: int = 14
+
+    def __call__(self, event: Event) -> None:
+        self.run = event.run
+        handler = getattr(self, "on_" + event.kind.replace("-", "_"), None)
+        if handler is not None:
+            handler(event)
+        if event.kind in (
+            events.HOST_FINISHED,
+            events.CLEANUP,
+            events.WINDOW_WAITING,
+            events.NOTICE,
+            events.RUN_FINISHED,
+        ) or (event.kind == events.STEP_FINISHED and event.state == "failed"):
+            self.recent.append(time.strftime("%H:%M:%S ") + describe(event))
+
+    def on_run_started(self, event: Event) -> None:
+        self.state = "running"
+        finished: dict[str, Any] = event.data.get("host_states", {})
+        for batch in event.data.get("batches", []):
+            names = [str(name) for name in batch["hosts"]]
+            self.batches.append(BatchView(str(batch["id"]), str(batch["stage"]), names))
+            for name in names:
+                self.hosts[name] = HostView(
+                    name, str(batch["id"]), str(finished.get(name, "pending"))
+                )
+        for batch_view in self.batches:
+            if all(self.hosts[name].state in ("done", "skipped") for name in batch_view.hosts):
+                batch_view.state = "done"
+
+    def on_batch_started(self, event: Event) -> None:
+        self.batch_wait = ""
+        for batch in self.batches:
+            if batch.id == event.batch:
+                batch.state = "running"
+
+    def on_batch_finished(self, event: Event) -> None:
+        for batch in self.batches:
+            if batch.id == event.batch:
+                batch.state = "done"
+
+    def on_window_waiting(self, event: Event) -> None:
+        self.batch_wait = event.detail or ""
+
+    def on_gate_waiting(self, event: Event) -> None:
+        if event.host is None:
+            self.batch_wait = f"pre-gates: {event.detail}"
+        elif event.host in self.hosts:
+            self.hosts[event.host].waiting = event.detail or ""
+
+    def on_gate_passed(self, event: Event) -> None:
+        self.batch_wait = ""
+
+    def on_host_started(self, event: Event) -> None:
+        view = self.hosts.get(event.host or "")
+        if view is not None:
+            view.state, view.since, view.detail = "running", time.monotonic(), ""
+
+    def on_step_started(self, event: Event) -> None:
+        view = self.hosts.get(event.host or "")
+        if view is not None:
+            view.step, view.waiting = event.step or "", ""
+
+    def on_host_finished(self, event: Event) -> None:
+        view = self.hosts.get(event.host or "")
+        if view is not None:
+            view.state, view.step, view.waiting = event.state or "?", "", ""
+            view.detail = event.detail or ""
+
+    def on_run_finished(self, event: Event) -> None:
+        self.state = event.state or "finished"
+
+    def count(self, state: str) -> int:
+        return sum(1 for view in self.hosts.values() if view.state == state)
+
+    def render(self) -> RenderableType:
+        elapsed = time.monotonic() - self.started
+        done_batches = sum(1 for b in self.batches if b.state == "done")
+        header = Text.assemble(
+            ("rollout ", "bold"),
+            (self.run, "cyan"),
+            f"  {self.state}  ",
+            f"batches {done_batches}/{len(self.batches)}  ",
+            ("done ", "green"),
+            str(self.count("done")),
+            ("  failed ", "red"),
+            str(self.count("failed")),
+            ("  skipped ", "yellow"),
+            str(self.count("skipped")),
+            f"  of {len(self.hosts)}  ",
+            (f"{elapsed:5.0f} s", "dim"),
+        )
+        parts: list[RenderableType] = [header]
+        if self.batch_wait:
+            parts.append(Text(f"waiting: {self.batch_wait}", style="yellow"))
+        table = Table(show_edge=False, pad_edge=False, header_style="bold", expand=False)
+        for column in ("batch", "host", "state", "step", "for", "waiting on / detail"):
+            table.add_column(column)
+        for view in self.rows():
+            running = view.state == "running"
+            table.add_row(
+                view.batch,
+                view.name,
+                Text(view.state, style=STATE_STYLE.get(view.state, "")),
+                view.step if running else "",
+                f"{time.monotonic() - view.since:4.0f} s" if running else "",
+                Text((view.waiting if running else view.detail)[:90], style="dim"),
+            )
+        parts.append(table)
+        parts.extend(Text(line, style="dim") for line in self.recent)
+        return Group(*parts)
+
+    def rows(self) -> list[HostView]:
+        """Hosts under way first, then recent failures, then the current batch's others."""
+        running = [v for v in self.hosts.values() if v.state == "running"]
+        failed = [v for v in self.hosts.values() if v.state == "failed"]
+        current = {b.id for b in self.batches if b.state == "running"}
+        others = [
+            v
+            for v in self.hosts.values()
+            if v.batch in current and v.state not in ("running", "failed")
+        ]
+        return (running + failed + others)[: self.max_rows]

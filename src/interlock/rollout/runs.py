@@ -1,0 +1,264 @@
+"""Operations on runs: start, resume, skip a host, abort, status. The CLI is a thin layer on these.
+
+A run stores everything it needs to continue (the plan, how to reach the hosts and the load
+balancers), so `resume` and `abort` work from the journal alone, even if the spec or the
+inventory changed since: what was planned is what continues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from interlock.errors import InterlockError, UsageError
+from interlock.fleet.inventory import Inventory, LoadBalancer
+from interlock.fleet.transport.base import Transport
+from interlock.rollout.actions import HostActions
+from interlock.rollout.balancer import Balancer, HaproxyBalancer, NoBalancer
+from interlock.rollout.events import EventBus
+from interlock.rollout.executor import Executor, RunOutcome
+from interlock.rollout.journal import HOST_FINAL, Journal, RunRecord
+from interlock.rollout.plan import Drain, Plan, decode, encode
+from interlock.rollout.planner import build_plan
+from interlock.rollout.probes import ProbeRunner
+from interlock.rollout.spec import RolloutSpec
+
+ExecutorHook = Callable[[Executor], None]
+
+
+def plan_for(spec: RolloutSpec, inventory: Inventory) -> Plan:
+    hosts = inventory.select(spec.limit)
+    return build_plan(spec, hosts, inventory.hosts)
+
+
+def settings_for(spec: RolloutSpec, inventory: Inventory) -> dict[str, Any]:
+    """How to reach the hosts and the LBs later, without the inventory file."""
+    lb_hosts = {
+        lb.host: encode(inventory.hosts[lb.host])
+        for lb in inventory.loadbalancers.values()
+        if lb.host is not None and lb.host in inventory.hosts
+    }
+    return {
+        "transport": spec.transport,
+        "inventory": inventory.path,
+        "known_hosts": inventory.known_hosts,
+        "loadbalancers": [encode(lb) for lb in inventory.loadbalancers.values()],
+        "lb_hosts": lb_hosts,
+        "spec": spec.path,
+    }
+
+
+def start_run(
+    journal: Journal, plan: Plan, settings: dict[str, Any], *, again: bool = False
+) -> RunRecord:
+    """Record a new run (taking the host leases); hosts whose same work finished before start
+    as done, unless `again`. Hosts whose action can check for work always check instead."""
+    done_before: dict[str, str] = {}
+    if not again:
+        for host_plan in plan.hosts:
+            if host_plan.work_check is not None:
+                continue
+            earlier = journal.done_before(host_plan.host.name, host_plan.fingerprint)
+            if earlier is not None:
+                done_before[host_plan.host.name] = earlier
+    return journal.create_run(plan, settings, done_before=done_before)
+
+
+def pick_run(journal: Journal, run_id: str | None, *, active: bool) -> RunRecord:
+    if run_id is not None:
+        return journal.run(run_id)
+    return journal.latest_run(active_only=active)
+
+
+def open_transport(settings: Mapping[str, Any]) -> Transport:
+    if settings.get("transport") == "local":
+        from interlock.fleet.transport.local import LocalTransport
+
+        return LocalTransport()
+    from interlock.fleet.transport.ssh import SshTransport
+
+    return SshTransport(known_hosts=settings.get("known_hosts"))
+
+
+def open_balancer(settings: Mapping[str, Any], plan: Plan, transport: Transport) -> Balancer:
+    """Runtime-API clients for the stored load balancers, if any step drains."""
+    needs = any(isinstance(step.action, Drain) for hp in plan.hosts for step in hp.steps)
+    loadbalancers = [decode(item) for item in settings.get("loadbalancers", [])]
+    if not needs or not loadbalancers:
+        return NoBalancer()
+    from interlock.lb.endpoints import remote_client
+    from interlock.lb.runtime import RuntimeClient, TcpOpener, UnixSocketOpener
+
+    hosts = {name: decode(data) for name, data in settings.get("lb_hosts", {}).items()}
+    inventory = Inventory(path=settings.get("inventory"), hosts=hosts, groups={}, loadbalancers={})
+    clients: list[RuntimeClient] = []
+    for lb in loadbalancers:
+        assert isinstance(lb, LoadBalancer)
+        if lb.host is not None:
+            from interlock.fleet.transport.ssh import SshTransport
+
+            if not isinstance(transport, SshTransport):
+                raise UsageError(f"load balancer {lb.name} is reached over SSH: use transport ssh")
+            clients.append(remote_client(inventory, lb, lb.host, transport))
+        elif lb.tcp is not None:
+            clients.append(RuntimeClient(lb.name, TcpOpener.parse(lb.tcp)))
+        elif lb.socket is not None:
+            clients.append(RuntimeClient(lb.name, UnixSocketOpener(lb.socket)))
+    return HaproxyBalancer(clients)
+
+
+@dataclass
+class Session:
+    """What executing a run needs besides the journal; tests may bring their own."""
+
+    transport: Transport
+    balancer: Balancer
+    local: Transport
+
+    async def close(self) -> None:
+        await self.balancer.close()
+        await self.transport.close()
+        if self.local is not self.transport:
+            await self.local.close()
+
+
+def open_session(run: RunRecord) -> Session:
+    from interlock.fleet.transport.local import LocalTransport
+
+    transport = open_transport(run.settings)
+    local = transport if isinstance(transport, LocalTransport) else LocalTransport()
+    return Session(transport, open_balancer(run.settings, run.plan, transport), local)
+
+
+async def execute(
+    journal: Journal,
+    run: RunRecord,
+    bus: EventBus,
+    *,
+    session: Session | None = None,
+    on_executor: ExecutorHook | None = None,
+) -> RunOutcome:
+    """Execute (or resume) a run while holding its lock; closes the session afterwards."""
+    if run.finished:
+        raise InterlockError(f"run {run.id} is {run.state}: nothing to resume")
+    lock = journal.lock_run(run.id)
+    finished = False
+    try:
+        current = journal.run(run.id)  # re-read under the lock
+        if current.finished:
+            raise InterlockError(f"run {run.id} is {current.state}: nothing to resume")
+        chosen = session or open_session(current)
+        try:
+            plan = current.plan
+            probes = ProbeRunner(chosen.transport, chosen.local)
+            actions = HostActions(chosen.transport, chosen.balancer, probes)
+            executor = Executor(plan, run.id, journal, actions, probes, bus)
+            if on_executor is not None:
+                on_executor(executor)
+            if current.state == "aborting":
+                outcome = await abort_here(executor)
+            else:
+                outcome = await executor.run()
+            finished = outcome.state in ("complete", "aborted")
+            return outcome
+        finally:
+            await chosen.close()
+    finally:
+        lock.release(remove=finished)
+
+
+async def abort_here(executor: Executor) -> RunOutcome:
+    """Abort a run nobody executes: clean up the hosts it left mid-way, then end it."""
+    await executor.clean_interrupted()
+    executor.stop("abort", "aborted by the operator")
+    return executor.finish()
+
+
+def abort(journal: Journal, run: RunRecord, bus: EventBus, session: Session | None = None) -> str:
+    """Abort a run: a live one is told through the journal; a stopped one is cleaned up here."""
+    if run.finished:
+        raise InterlockError(f"run {run.id} is already {run.state}")
+    journal.request_abort(run.id)
+    if journal.is_alive(run.id):
+        return (
+            f"abort requested: run {run.id} stops starting hosts, cleans up the ones under way, "
+            "and ends as aborted"
+        )
+    outcome = asyncio.run(execute(journal, journal.run(run.id), bus, session=session))
+    return f"run {run.id} {outcome.state}" + (f": {outcome.reason}" if outcome.reason else "")
+
+
+def skip(journal: Journal, run: RunRecord, host: str) -> str:
+    if run.finished:
+        raise InterlockError(f"run {run.id} is {run.state}: nothing to skip")
+    batches = journal.skip_host(run.id, host)
+    if not batches:
+        return f"{host} was not pending or failed in run {run.id}: nothing changed"
+    return f"{host} skipped in run {run.id} (batch {', '.join(batches)})"
+
+
+def status(journal: Journal, run: RunRecord) -> dict[str, Any]:
+    """The run, each host's state and step, and what is going on now, as plain data."""
+    hosts = journal.hosts(run.id)
+    plan = run.plan
+    steps = journal.all_steps(run.id)
+    by_host: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for step in steps:
+        by_host.setdefault((step.batch, step.host), []).append(
+            {
+                "step": step.step,
+                "state": step.state,
+                "attempt": step.attempt,
+                "seconds": None if step.duration is None else round(step.duration, 3),
+                "detail": step.detail,
+            }
+        )
+    stages = {batch.id: batch.stage for batch in plan.batches}
+    counts: dict[str, int] = {}
+    for record in hosts:
+        counts[record.state] = counts.get(record.state, 0) + 1
+    return {
+        "run": run.id,
+        "state": run.state,
+        "reason": run.reason,
+        "executing": journal.is_alive(run.id),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.created)),
+        "updated": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.updated)),
+        "title": plan.title,
+        "counts": counts,
+        "complete": all(record.state in HOST_FINAL for record in hosts),
+        "hosts": [
+            {
+                "host": record.host,
+                "batch": record.batch,
+                "stage": stages.get(record.batch, "?"),
+                "state": record.state,
+                "attempt": record.attempt,
+                "detail": record.detail,
+                "steps": by_host.get((record.batch, record.host), []),
+            }
+            for record in hosts
+        ],
+    }
+
+
+def recent_runs(journal: Journal, limit: int) -> list[dict[str, Any]]:
+    """The last runs, newest first, in a line each."""
+    result = []
+    for run in journal.runs(limit):
+        counts: dict[str, int] = {}
+        for record in journal.hosts(run.id):
+            counts[record.state] = counts.get(record.state, 0) + 1
+        result.append(
+            {
+                "run": run.id,
+                "state": run.state,
+                "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.created)),
+                "hosts": ", ".join(f"{n} {state}" for state, n in sorted(counts.items())),
+                "title": run.plan.title,
+            }
+        )
+    return result

@@ -1,0 +1,164 @@
+"""The journal: durable settings, leases that keep two runs apart, the run lock, host attempts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from interlock.rollout.journal import (
+    HostsLeased,
+    Journal,
+    JournalError,
+    RunBusy,
+    default_journal_path,
+)
+from rollout.rollout_fakes import fleet, make_plan
+
+
+def test_durable_settings_and_private_files(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "journal.sqlite"
+    with Journal(path) as journal:
+        assert journal.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert journal.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert (path.parent.stat().st_mode & 0o777) == 0o700
+
+
+def test_default_location_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_journal_path() == tmp_path / "interlock" / "journal.sqlite"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_journal_path() == tmp_path / "home/.local/state/interlock/journal.sqlite"
+
+
+def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    path.write_text("not a database at all, just text " * 100)
+    with pytest.raises(JournalError, match="not a usable journal"):
+        Journal(path)
+
+
+def test_the_plan_is_stored_and_read_back(tmp_path: Path) -> None:
+    plan = make_plan(fleet(3))
+    with Journal(tmp_path / "j.sqlite") as journal:
+        run = journal.create_run(plan, {"transport": "local"})
+        assert journal.run(run.id).plan == plan
+        assert run.settings == {"transport": "local"}
+        assert [h.state for h in journal.hosts(run.id)] == ["pending"] * 3
+
+
+def test_overlapping_runs_are_refused_until_the_first_ends(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.sqlite") as journal:
+        first = journal.create_run(make_plan(fleet(3)), {})
+        with pytest.raises(HostsLeased) as refused:
+            journal.create_run(make_plan(fleet(5)[2:]), {})
+        message = str(refused.value)
+        assert f"run {first.id} (running, not executing) holds h2" in message
+        assert "rollout resume" in message and "rollout abort" in message
+        # Hosts no other run holds are fine.
+        other = make_plan([h for h in fleet(5) if h.name in ("h3", "h4")])
+        journal.create_run(other, {})
+        # Once the first run ends, its hosts are free.
+        journal.set_run_state(first.id, "complete")
+        journal.create_run(make_plan(fleet(3)), {})
+
+
+def test_a_run_being_executed_is_reported_as_such_and_cannot_be_locked_twice(
+    tmp_path: Path,
+) -> None:
+    with Journal(tmp_path / "j.sqlite") as journal:
+        run = journal.create_run(make_plan(fleet(2)), {})
+        assert not journal.is_alive(run.id)
+        lock = journal.lock_run(run.id)
+        try:
+            assert journal.is_alive(run.id)
+            with pytest.raises(RunBusy, match=f"pid {os.getpid()}"):
+                journal.lock_run(run.id)
+            with pytest.raises(HostsLeased, match=f"run {run.id} is executing on h0, h1"):
+                journal.create_run(make_plan(fleet(2)), {})
+        finally:
+            lock.release()
+        assert not journal.is_alive(run.id)
+
+
+def test_the_run_lock_dies_with_its_process(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.sqlite") as journal:
+        run = journal.create_run(make_plan(fleet(1)), {})
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, time; from interlock.rollout.journal import Journal; "
+                "j = Journal(sys.argv[1]); j.lock_run(sys.argv[2]); print('locked', flush=True); "
+                "time.sleep(60)",
+                str(journal.path),
+                run.id,
+            ],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline() == b"locked\n"
+            assert journal.is_alive(run.id)
+            holder.kill()
+            holder.wait()
+            assert not journal.is_alive(run.id)
+            journal.lock_run(run.id).release()
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait()
+
+
+def test_claims_count_attempts_and_respect_skips(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.sqlite") as journal:
+        run = journal.create_run(make_plan(fleet(2)), {})
+        first = journal.claim_host(run.id, "b1", "h0")
+        assert first is not None and first.attempt == 1
+        # Interrupted while running: the same attempt carries on.
+        again = journal.claim_host(run.id, "b1", "h0")
+        assert again is not None and again.attempt == 1
+        journal.set_host(run.id, "b1", "h0", "failed", "boom")
+        retry = journal.claim_host(run.id, "b1", "h0")
+        assert retry is not None and retry.attempt == 2
+        journal.set_host(run.id, "b1", "h0", "failed", "boom")
+        assert journal.skip_host(run.id, "h0") == ["b1"]
+        assert journal.claim_host(run.id, "b1", "h0") is None
+        journal.claim_host(run.id, "b1", "h1")
+        with pytest.raises(Exception, match="in progress"):
+            journal.skip_host(run.id, "h1")
+
+
+def test_steps_and_their_log(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.sqlite") as journal:
+        run = journal.create_run(make_plan(fleet(1)), {})
+        journal.step_started(run.id, "b1", "h0", "work", 1)
+        journal.step_finished(run.id, "b1", "h0", "work", 1, "done", "ok", {"pid": 12})
+        step = journal.steps(run.id, "b1", "h0")["work"]
+        assert (step.state, step.detail, step.data) == ("done", "ok", {"pid": 12})
+        assert step.duration is not None and step.duration >= 0
+        assert [(e.step, e.state) for e in journal.log(run.id)] == [
+            ("work", "started"),
+            ("work", "done"),
+        ]
+
+
+def test_done_before_finds_the_same_work_finished_last_time(tmp_path: Path) -> None:
+    plan = make_plan(fleet(2))
+    with Journal(tmp_path / "j.sqlite") as journal:
+        run = journal.create_run(plan, {})
+        fingerprint = plan.hosts[0].fingerprint
+        assert journal.done_before("h0", fingerprint) is None
+        journal.set_host(run.id, "b1", "h0", "done")
+        journal.set_run_state(run.id, "complete")
+        assert journal.done_before("h0", fingerprint) == run.id
+        assert journal.done_before("h0", "another-fingerprint") is None
+        # A later run with the same work that did not finish it is what counts.
+        later = journal.create_run(plan, {})
+        assert journal.done_before("h0", fingerprint, exclude_run=later.id) == run.id
+        assert journal.done_before("h0", fingerprint) is None
