@@ -129,6 +129,64 @@ def cmd_install(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from interlock.fleet.transport import CommandResult, fan_out
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("give the command after --, e.g. fleet run -- interlock status")
+    inventory, hosts = _targets(args)
+    transport = _transport(args, inventory)
+
+    async def run() -> list[HostOutcome[CommandResult]]:
+        try:
+            return await fan_out(
+                hosts,
+                lambda host: transport.run(host, command, timeout=args.timeout),
+                window=args.window,
+            )
+        finally:
+            await transport.close()
+
+    outcomes = asyncio.run(run())
+    failed = 0
+    results: list[dict[str, object]] = []
+    for outcome in outcomes:
+        result = outcome.value
+        if result is None:
+            failed += 1
+            results.append({"host": outcome.host.name, "error": outcome.reason})
+            if not args.json:
+                print(f"{outcome.host.name}: unreachable: {outcome.reason}", file=sys.stderr)
+            continue
+        if not result.ok:
+            failed += 1
+        out = result.stdout.decode(errors="replace").rstrip("\n")
+        err = result.stderr.decode(errors="replace").rstrip("\n")
+        results.append(
+            {
+                "host": outcome.host.name,
+                "exit_status": result.exit_status,
+                "stdout": out,
+                "stderr": err,
+            }
+        )
+        if not args.json:
+            mark = "" if result.ok else f" (exit {result.exit_status})"
+            lines = [line for line in (out + "\n" + err).splitlines() if line.strip()]
+            if len(lines) == 1:
+                print(f"{outcome.host.name}{mark}: {lines[0]}")
+            else:
+                print(f"{outcome.host.name}{mark}:")
+                for line in lines:
+                    print(f"  {line}")
+    if args.json:
+        emit_json(results)
+    return 1 if failed else 0
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-i", "--inventory", default=DEFAULT_INVENTORY, help="interlock YAML or Ansible inventory"
@@ -145,7 +203,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
-    group = commands.add_parser("fleet", help="every host at once: status, install")
+    group = commands.add_parser("fleet", help="every host at once: status, install, run")
     sub = group.add_subparsers(dest="fleet_command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -173,3 +231,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--no-chain", action="store_true", help="do not consult the previous gate")
     p.add_argument("--on-policy-error", choices=("deny", "allow", "uncertain"), default="deny")
     p.set_defaults(handler=cmd_install)
+
+    p = sub.add_parser(
+        "run",
+        help="run one command on every selected host (argv, no shell)",
+        formatter_class=fmt,
+        description="Run a command on every selected host through the sliding window and print "
+        "each host's output. The command is an argv list, quoted for the remote shell; exit "
+        "status 1 if any host failed or was unreachable.",
+        epilog="examples:\n  interlock fleet run -i inv.yaml -- interlock auto-restarts off\n"
+        "  interlock fleet run -i inv.yaml --limit computes -- invoke-rc.d cron restart",
+    )
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ...")
+    p.set_defaults(handler=cmd_run)

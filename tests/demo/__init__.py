@@ -1,0 +1,1 @@
+"""The README's demos, run as a newcomer runs them."""
