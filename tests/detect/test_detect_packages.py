@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from detect.detect_namespace import CLEAN_ENV, DetectNamespace
 from detect.detect_sandbox import Sandbox, make_sandbox
 from detect.ilt_packages import LIB_DIR, PACKAGES, apt_get, apt_options, build_repository
 from interlock.detect.apt_hooks import HookFiles, install_hooks
 from interlock.detect.system import System
+from interlock.lab.sandbox import CLEAN_ENV, NamespaceSession
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -79,7 +79,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Host:
     """The namespace, the sandbox (gate, policies, ledger) and apt options, as one host."""
 
-    def __init__(self, ns: DetectNamespace, sandbox: Sandbox, apt: list[str]) -> None:
+    def __init__(self, ns: NamespaceSession, sandbox: Sandbox, apt: list[str]) -> None:
         self.ns = ns
         self.sandbox = sandbox
         self.apt = apt
@@ -114,7 +114,7 @@ def host(namespaces_available: None, repository: Path, tmp_path: Path) -> Iterat
         apt_conf / "50interlock", tmp_path / "apt-hook", str(tmp_path / "apt-hook"), tmp_path
     )
     install_hooks(hooks, System.live(sandbox.root), root=str(sandbox.root))
-    ns = DetectNamespace(tmp_path / "ns", sandbox.gate_script, {apt_conf: "/etc/apt/apt.conf.d"})
+    ns = NamespaceSession(tmp_path / "ns", sandbox.gate_script, {apt_conf: "/etc/apt/apt.conf.d"})
     ns.start()
     try:
         yield Host(ns, sandbox, apt)
@@ -221,7 +221,7 @@ def test_deb_systemd_invoke_never_asks_after_the_first_refusal(
     namespaces_available: None, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     """Why the Post-Invoke reconciliation exists: the second unit is never asked about."""
-    ns = DetectNamespace(tmp_path / "ns", sandbox.gate_script, {})
+    ns = NamespaceSession(tmp_path / "ns", sandbox.gate_script, {})
     ns.start()
     try:
         sandbox.auto_restarts(False)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from detect.detect_sandbox import CLI
 from interlock.detect.findings import find_outdated_processes
 from interlock.detect.mapping import ServiceMapper
 from interlock.detect.stale import scan_processes
 from interlock.detect.system import System
 from interlock.host.paths import HostPaths
+from interlock.lab.sandbox import CLI
 
 SLEEP = shutil.which("sleep") or "/usr/bin/sleep"
 

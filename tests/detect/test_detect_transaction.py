@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from detect.detect_sandbox import CLI, Sandbox
+from detect.detect_sandbox import Sandbox
 from interlock.detect.apt_hooks import (
     HookFiles,
     HookInstallError,
@@ -48,6 +48,7 @@ from interlock.errors import FileFormatError
 from interlock.host.ledger import DeferredEvent, Ledger
 from interlock.host.policy import render_policy
 from interlock.host.services.base import ServiceState
+from interlock.lab.sandbox import CLI
 
 SNAPSHOT = Snapshot(1000.5, 900.25, {"cron": ("1", 5)}, {"/l/a.deferred": 990})
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from detect.detect_namespace import DetectNamespace
 from detect.detect_sandbox import Sandbox
 from interlock.detect.system import System
 from interlock.detect.watch import (
@@ -28,6 +27,7 @@ from interlock.detect.watch import (
     parse_restart_map,
 )
 from interlock.errors import FileFormatError
+from interlock.lab.sandbox import NamespaceSession
 
 
 def watch_system(sandbox: Sandbox) -> System:
@@ -198,7 +198,7 @@ FAILS = "echo 'refusing: configuration does not parse' >&2; exit 1"
 @pytest.fixture
 def services_ns(
     namespaces_available: None, sandbox: Sandbox, tmp_path: Path
-) -> Iterator[DetectNamespace]:
+) -> Iterator[NamespaceSession]:
     """A namespace whose /etc/init.d holds three sleep services: watch-0 cannot restart."""
     init_dir = tmp_path / "init.d"
     init_dir.mkdir()
@@ -206,7 +206,7 @@ def services_ns(
         script = init_dir / name
         script.write_text(SLEEP_SERVICE.format(name=name, restart=restart))
         script.chmod(0o755)
-    ns = DetectNamespace(tmp_path / "ns", sandbox.gate_script, {init_dir: "/etc/init.d"})
+    ns = NamespaceSession(tmp_path / "ns", sandbox.gate_script, {init_dir: "/etc/init.d"})
     ns.start()
     try:
         for name in ("watch-0", "watch-a", "watch-b"):
@@ -216,7 +216,7 @@ def services_ns(
         ns.close()
 
 
-def detect_json(ns: DetectNamespace, sandbox: Sandbox, *args: str) -> Any:
+def detect_json(ns: NamespaceSession, sandbox: Sandbox, *args: str) -> Any:
     """The `watch` part of `interlock detect --json`."""
     result = ns.run(sandbox.cli("detect", "--json", "--no-processes", *args), check=False)
     assert result.returncode in (0, 1), result.stderr
@@ -225,7 +225,7 @@ def detect_json(ns: DetectNamespace, sandbox: Sandbox, *args: str) -> Any:
 
 @pytest.mark.root
 def test_changes_become_events_then_verified_restarts(
-    services_ns: DetectNamespace, sandbox: Sandbox
+    services_ns: NamespaceSession, sandbox: Sandbox
 ) -> None:
     ns = services_ns
     conf = sandbox.root.parent / "conf"
@@ -286,7 +286,7 @@ def test_changes_become_events_then_verified_restarts(
 
 @pytest.mark.root
 def test_a_failed_restart_stops_the_rest_and_records_them(
-    services_ns: DetectNamespace, sandbox: Sandbox
+    services_ns: NamespaceSession, sandbox: Sandbox
 ) -> None:
     ns = services_ns
     shared = sandbox.root.parent / "shared.conf"

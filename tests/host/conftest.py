@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -42,16 +44,11 @@ def namespace(
     machine_dirs: None, gate: GateEnv, tmp_path: Path
 ) -> Iterator[Callable[..., Namespace]]:
     """Start namespaces (gate bound over /usr/sbin/policy-rc.d); all are killed at teardown."""
-    started: list[Namespace] = []
+    numbers = itertools.count()
+    with ExitStack() as started:
 
-    def start(runlevel: str | None = "2") -> Namespace:
-        ns = Namespace(gate, tmp_path / f"ns{len(started)}", runlevel)
-        started.append(ns)
-        ns.start()
-        return ns
+        def start(runlevel: str | None = "2") -> Namespace:
+            workdir = tmp_path / f"ns{next(numbers)}"
+            return started.enter_context(Namespace(gate, workdir, runlevel))
 
-    try:
         yield start
-    finally:
-        for ns in started:
-            ns.close()

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from host.gate_env import INTERLOCK, GateEnv, charm_policy
-from host.host_namespace import CLEAN_ENV, Namespace
+from host.host_namespace import Namespace
+from interlock.lab.sandbox import CLEAN_ENV
 
 pytestmark = pytest.mark.root
 
