@@ -74,6 +74,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="give each host its own PID namespace (its sshd is PID 1)",
     )
     up.add_argument(
+        "--packages",
+        action="store_true",
+        help="give each host its own /usr, /opt, /var/cache and dpkg database, so apt-get "
+        "install on a host changes that host only",
+    )
+    up.add_argument(
         "--api-delay-ms",
         type=int,
         default=0,
@@ -134,6 +140,7 @@ def _up(args: argparse.Namespace) -> int:
         lbs=args.lbs,
         pid_namespace=args.pid_namespace,
         api_delay_ms=args.api_delay_ms,
+        package_overlays=args.packages,
         progress=lambda message: print(message, file=sys.stderr),
     )
     print(render_up(lab, report))

@@ -17,6 +17,7 @@ GROUP_MODULES: tuple[str, ...] = (
     "fleet",
     "lb",
     "rollout",
+    "upgrade",
     "lab",
     "demo",
 )

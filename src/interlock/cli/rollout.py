@@ -389,7 +389,7 @@ def _target_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _journal_option(p: argparse.ArgumentParser) -> None:
+def journal_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--journal",
         metavar="PATH",
@@ -397,7 +397,7 @@ def _journal_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _output_options(p: argparse.ArgumentParser) -> None:
+def output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
     p.add_argument("--log", metavar="FILE", help="append a human-readable log to FILE")
@@ -445,8 +445,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "/var/lib/prometheus/node-exporter/rollout.prom",
     )
     _target_options(p)
-    _journal_option(p)
-    _output_options(p)
+    journal_option(p)
+    output_options(p)
     p.add_argument("--again", action="store_true", help="redo hosts a previous run finished")
     p.set_defaults(handler=cmd_run)
 
@@ -461,8 +461,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "  interlock rollout resume 20250101-120000-ab12cd",
     )
     p.add_argument("run", nargs="?", help="run id (default: the latest unfinished run)")
-    _journal_option(p)
-    _output_options(p)
+    journal_option(p)
+    output_options(p)
     p.set_defaults(handler=cmd_resume)
 
     p = sub.add_parser(
@@ -475,7 +475,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument("host")
     p.add_argument("--run", help="run id (default: the latest unfinished run)")
-    _journal_option(p)
+    journal_option(p)
     p.set_defaults(handler=cmd_skip)
 
     p = sub.add_parser(
@@ -488,7 +488,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument("run", nargs="?", help="run id (default: the latest unfinished run)")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    _journal_option(p)
+    journal_option(p)
     p.set_defaults(handler=cmd_abort)
 
     p = sub.add_parser(
@@ -502,6 +502,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument("run", nargs="?", help="run id (default: the latest run)")
     p.add_argument("--list", type=int, nargs="?", const=20, metavar="N", help="the last N runs")
-    _journal_option(p)
+    journal_option(p)
     p.add_argument("--json", action="store_true", help="print JSON for programs")
     p.set_defaults(handler=cmd_status)

@@ -10,20 +10,27 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
+from interlock.lab.errors import LabError
 from interlock.lab.haproxy import CONFIG_PATH as HAPROXY_CONFIG
 from interlock.lab.haproxy import render_haproxy_config
-from interlock.lab.spec import API_PORT, LabHost, LabSpec
+from interlock.lab.spec import API_PORT, DPKG_DIR, OVERLAID_TREES, LabHost, LabSpec
 from interlock.lab.sshd import SSHD_CONFIG, LabKeys, render_sshd_config
 
 FILES = Path(__file__).with_name("files")
 HOST_INIT = FILES / "host-init.sh"
 KEEPER = FILES / "lab_keeper.py"
 
-# Overlaid tree -> name of its layer directory.
-LAYERS = {"/etc": "etc", "/var/lib": "var-lib", "/var/log": "var-log", "/usr/sbin": "usr-sbin"}
+
+def layer_names(trees: Sequence[str]) -> dict[str, str]:
+    """Overlaid tree -> name of its layer directory (/var/lib -> var-lib)."""
+    return {tree: tree.strip("/").replace("/", "-") for tree in trees}
+
+
+LAYERS = layer_names(OVERLAID_TREES)
 
 # Start empty on every host whatever the machine holds there: opaque in the overlay.
 PRIVATE_EMPTY_DIRS = ("/etc/policy-rc.d", "/var/lib/policy-rc.d")
@@ -43,17 +50,42 @@ def host_dir(directory: Path, host: str) -> Path:
     return hosts_root(directory) / host
 
 
-def upper_path(hostdir: Path, path: str) -> Path:
+def dpkg_snapshot(directory: Path) -> Path:
+    return hosts_root(directory) / "dpkg-snapshot"
+
+
+def snapshot_dpkg(directory: Path, attempts: int = 50) -> Path:
+    """Copy the machine's dpkg database for the hosts' package overlays, taken while no dpkg
+    transaction is half-done on the machine (its updates/ directory is empty)."""
+    target = dpkg_snapshot(directory)
+    updates = Path(DPKG_DIR) / "updates"
+    for _ in range(attempts):
+        shutil.rmtree(target, ignore_errors=True)
+        if not any(updates.iterdir()):
+            shutil.copytree(DPKG_DIR, target, symlinks=True)
+            if not any(updates.iterdir()) and not any((target / "updates").iterdir()):
+                return target
+        time.sleep(0.2)
+    raise LabError(f"dpkg on this machine stayed busy ({updates} not empty): try again later")
+
+
+def upper_path(hostdir: Path, path: str, layers: Mapping[str, str] = LAYERS) -> Path:
     """Where a file at `path` inside the host lives in its overlay upper directory."""
     target = PurePosixPath(path)
-    for tree, layer in sorted(LAYERS.items(), key=lambda item: -len(item[0])):
+    for tree, layer in sorted(layers.items(), key=lambda item: -len(item[0])):
         if target.is_relative_to(tree):
             return hostdir / "upper" / layer / target.relative_to(tree)
-    raise ValueError(f"{path} is not in an overlaid tree ({', '.join(LAYERS)})")
+    raise ValueError(f"{path} is not in an overlaid tree ({', '.join(layers)})")
 
 
-def _put(hostdir: Path, path: str, data: str | bytes, mode: int = 0o644) -> None:
-    target = upper_path(hostdir, path)
+def _put(
+    hostdir: Path,
+    path: str,
+    data: str | bytes,
+    mode: int = 0o644,
+    layers: Mapping[str, str] = LAYERS,
+) -> None:
+    target = upper_path(hostdir, path, layers)
     target.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(data, str):
         data = data.encode()
@@ -61,8 +93,8 @@ def _put(hostdir: Path, path: str, data: str | bytes, mode: int = 0o644) -> None
     target.chmod(mode)
 
 
-def _link(hostdir: Path, path: str, points_to: str) -> None:
-    target = upper_path(hostdir, path)
+def _link(hostdir: Path, path: str, points_to: str, layers: Mapping[str, str] = LAYERS) -> None:
+    target = upper_path(hostdir, path, layers)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.symlink_to(points_to)
 
@@ -92,6 +124,10 @@ def render_host_conf(spec: LabSpec, host: LabHost, awaited: Sequence[LabHost] = 
         "SERVICES": services,
         "HAPROXY": "1" if host.role == "lb" else "0",
         "AWAIT": " ".join(str(host_dir(spec.directory, h.name)) for h in awaited),
+        "OVERLAYS": " ".join(
+            f"{tree}:{layer}:{dpkg_snapshot(spec.directory) if tree == DPKG_DIR else tree}"
+            for tree, layer in layer_names(spec.overlaid_trees).items()
+        ),
     }
     return "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
 
@@ -102,29 +138,37 @@ def build_image(
     """Write a fresh set of layers for `host` (any previous upper/work content is removed)."""
     hostdir = host_dir(spec.directory, host.name)
     shutil.rmtree(hostdir, ignore_errors=True)
-    for layer in LAYERS.values():
+    layers = layer_names(spec.overlaid_trees)
+    for layer in layers.values():
         (hostdir / "upper" / layer).mkdir(parents=True)
         (hostdir / "work" / layer).mkdir(parents=True)
     for path in PRIVATE_EMPTY_DIRS:
-        target = upper_path(hostdir, path)
+        target = upper_path(hostdir, path, layers)
         target.mkdir(parents=True)
         os.setxattr(target, OPAQUE_XATTR, b"y")
-    _put(hostdir, "/etc/hostname", f"{host.name}\n")
-    _put(hostdir, "/etc/hosts", etc_hosts)
-    _put(hostdir, SSHD_CONFIG, render_sshd_config(host.address, keys))
-    _put(hostdir, "/usr/sbin/runlevel", (FILES / "runlevel").read_bytes(), 0o755)
+
+    def put(path: str, data: str | bytes, mode: int = 0o644) -> None:
+        _put(hostdir, path, data, mode, layers)
+
+    def link(path: str, points_to: str) -> None:
+        _link(hostdir, path, points_to, layers)
+
+    put("/etc/hostname", f"{host.name}\n")
+    put("/etc/hosts", etc_hosts)
+    put(SSHD_CONFIG, render_sshd_config(host.address, keys))
+    put("/usr/sbin/runlevel", (FILES / "runlevel").read_bytes(), 0o755)
     if host.role == "controller":
-        _put(hostdir, "/usr/sbin/lab-api", (FILES / "lab_api.py").read_bytes(), 0o755)
-        _put(hostdir, "/etc/init.d/lab-api", (FILES / "lab-api.init").read_bytes(), 0o755)
-        _put(hostdir, API_CONFIG, render_api_config(host, spec.api_delay_ms))
+        put("/usr/sbin/lab-api", (FILES / "lab_api.py").read_bytes(), 0o755)
+        put("/etc/init.d/lab-api", (FILES / "lab-api.init").read_bytes(), 0o755)
+        put(API_CONFIG, render_api_config(host, spec.api_delay_ms))
         for level in START_LEVELS:
-            _link(hostdir, f"/etc/rc{level}.d/S01{API_SERVICE}", f"../init.d/{API_SERVICE}")
+            link(f"/etc/rc{level}.d/S01{API_SERVICE}", f"../init.d/{API_SERVICE}")
         for level in STOP_LEVELS:
-            _link(hostdir, f"/etc/rc{level}.d/K01{API_SERVICE}", f"../init.d/{API_SERVICE}")
+            link(f"/etc/rc{level}.d/K01{API_SERVICE}", f"../init.d/{API_SERVICE}")
     awaited: list[LabHost] = []
     if host.role == "lb":
         awaited = [h for h in hosts if h.role == "controller"]
-        _put(hostdir, HAPROXY_CONFIG, render_haproxy_config(host, awaited))
+        put(HAPROXY_CONFIG, render_haproxy_config(host, awaited))
     conf = render_host_conf(spec, host, awaited)
     (hostdir / "host.conf").write_text(conf, encoding="utf-8")
     return hostdir

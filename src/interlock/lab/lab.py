@@ -25,7 +25,14 @@ from interlock.host.atomic import write_atomic
 from interlock.lab import network, processes
 from interlock.lab.enter import HOST_ENV, enter_argv, write_file_argv
 from interlock.lab.errors import LabError
-from interlock.lab.image import HOST_INIT, KEEPER, build_image, hosts_root, render_etc_hosts
+from interlock.lab.image import (
+    HOST_INIT,
+    KEEPER,
+    build_image,
+    hosts_root,
+    render_etc_hosts,
+    snapshot_dpkg,
+)
 from interlock.lab.inventory_file import INVENTORY_FILE, render_inventory
 from interlock.lab.readiness import wait_ready
 from interlock.lab.spec import DEFAULT_DIR, DEFAULT_NAME, DEFAULT_SUBNET, LabHost, LabSpec
@@ -135,10 +142,14 @@ class Lab:
         lbs: int = 1,
         pid_namespace: bool = False,
         api_delay_ms: int = 0,
+        package_overlays: bool = False,
         ready_timeout: float | None = None,
         progress: Progress | None = None,
     ) -> UpReport:
         """Build the lab and return once every sshd, API and haproxy backend answers.
+
+        With `package_overlays`, each host also has its own /usr, /opt, /var/cache and dpkg
+        database, so `apt-get install` on a host changes that host only.
 
         On failure everything created so far is torn down again and the error names the host
         and quotes its log.
@@ -153,6 +164,7 @@ class Lab:
             lbs=lbs,
             pid_namespace=pid_namespace,
             api_delay_ms=api_delay_ms,
+            package_overlays=package_overlays,
         )
         require_tools(spec)
         say = progress or (lambda message: None)
@@ -205,6 +217,8 @@ class Lab:
         shutil.rmtree(logs, ignore_errors=True)
         logs.mkdir()
         etc_hosts = render_etc_hosts(plan)
+        if spec.package_overlays:
+            snapshot_dpkg(self.directory)
         for host in plan:
             build_image(spec, host, plan, keys, etc_hosts)
         write_atomic(

@@ -51,6 +51,7 @@ def running_lab(
     lbs: int = 1,
     pid_namespace: bool = False,
     api_delay_ms: int = 0,
+    package_overlays: bool = False,
 ) -> Iterator[Lab]:
     """A lab that is up inside the block and down after it, also when the block raises."""
     lab = Lab(directory, name=pick_name(), subnet=pick_subnet())
@@ -61,6 +62,7 @@ def running_lab(
             lbs=lbs,
             pid_namespace=pid_namespace,
             api_delay_ms=api_delay_ms,
+            package_overlays=package_overlays,
         )
         yield lab
     finally:

@@ -21,6 +21,13 @@ ADMIN_SOCKET = "/run/haproxy/admin.sock"
 # Trees each host sees through its own overlay; the lab directory must lie outside all of them
 # (and outside the per-host tmpfs mounts) or hosts could not reach the shared keys and configs.
 OVERLAID_TREES = ("/etc", "/var/lib", "/var/log", "/usr/sbin")
+# With package overlays each host also has its own /usr (replacing the /usr/sbin layer), /opt and
+# /var/cache, so dpkg and apt-get change only that host: /var/lib holds apt's lists, /var/cache
+# apt's archives and debconf's answers. dpkg's database sits on a snapshot of the machine's
+# (DPKG_SNAPSHOT), not on the live one: dpkg running on the machine meanwhile would otherwise
+# show the hosts its half-done transaction ("dpkg was interrupted").
+PACKAGE_TREES = ("/etc", "/var/lib", "/var/lib/dpkg", "/var/log", "/var/cache", "/usr", "/opt")
+DPKG_DIR = "/var/lib/dpkg"
 PRIVATE_TMPFS = ("/run", "/root")
 
 # A Linux bridge takes at most 1024 ports.
@@ -59,6 +66,7 @@ class LabSpec:
     lbs: int = 1
     pid_namespace: bool = False
     api_delay_ms: int = 0
+    package_overlays: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "directory", Path(self.directory).absolute())
@@ -93,7 +101,7 @@ class LabSpec:
                 f"lab directory {self.directory} must not contain spaces, commas or colons "
                 "(they separate overlay mount options)"
             )
-        for tree in OVERLAID_TREES + PRIVATE_TMPFS:
+        for tree in self.overlaid_trees + PRIVATE_TMPFS:
             if self.directory == Path(tree) or self.directory.is_relative_to(tree):
                 raise UsageError(
                     f"lab directory {self.directory} lies under {tree}, which every lab host "
@@ -102,6 +110,10 @@ class LabSpec:
         last = self.plan()[-1].address
         if ipaddress.IPv4Address(last) >= network.broadcast_address:
             raise UsageError(f"subnet {self.subnet} has too few addresses for {self.hosts} hosts")
+
+    @property
+    def overlaid_trees(self) -> tuple[str, ...]:
+        return PACKAGE_TREES if self.package_overlays else OVERLAID_TREES
 
     @property
     def network(self) -> ipaddress.IPv4Network:

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from interlock.document_reader import MarkedReader
 from interlock.errors import FileFormatError, UsageError
 from interlock.fleet.inventory import MarkedMap, MarkedSeq, load_yaml, read_text
 from interlock.host.policy import canonical_service, is_valid_service_name
@@ -352,48 +353,10 @@ def load_spec(path: str | Path) -> RolloutSpec:
     return _SpecReader(str(source), source.parent).read(data)
 
 
-class _SpecReader:
+class _SpecReader(MarkedReader):
     def __init__(self, path: str, base: Path) -> None:
-        self.path = path
+        super().__init__(path)
         self.base = base
-
-    def fail(self, message: str, line: int | None) -> FileFormatError:
-        return FileFormatError(self.path, message, line)
-
-    def section(self, data: MarkedMap, key: str, keys: Sequence[str]) -> MarkedMap:
-        value = data.get(key)
-        if value is None:
-            empty = MarkedMap()
-            empty.line = data.line_of(key)
-            empty.key_lines = {}
-            return empty
-        if not isinstance(value, MarkedMap):
-            raise self.fail(f"{key} must be a mapping", data.line_of(key))
-        self.check_keys(value, keys, key)
-        return value
-
-    def check_keys(self, data: MarkedMap, keys: Sequence[str], where: str) -> None:
-        for key in data:
-            if key not in keys:
-                raise self.fail(
-                    f"{where}: unknown key {key!r} (expected one of {', '.join(keys)})",
-                    data.line_of(key),
-                )
-
-    def value(self, data: MarkedMap, key: str, parse: Callable[[Any], T], where: str) -> T:
-        try:
-            return parse(data[key])
-        except ValueError as exc:
-            raise self.fail(f"{where}.{key}: {exc}", data.line_of(key)) from None
-
-    def choice(self, data: MarkedMap, key: str, choices: Sequence[str], where: str) -> str:
-        value = data[key]
-        if value not in choices:
-            raise self.fail(
-                f"{where}.{key} must be one of {', '.join(choices)}, not {value!r}",
-                data.line_of(key),
-            )
-        return str(value)
 
     def read(self, data: MarkedMap) -> RolloutSpec:
         self.check_keys(data, _TOP_KEYS, "the rollout spec")
@@ -423,7 +386,7 @@ class _SpecReader:
         changes["drain"] = self.drain(data)
         changes["pre_gates"] = self.pre_gates(data)
         changes["post_gates"] = self.post_gates(data)
-        failures = self.section(data, "failures", _FAILURE_KEYS)
+        failures = self.mapping(data, "failures", _FAILURE_KEYS)
         if "budget" in failures:
             changes["failure_budget"] = self.value(failures, "budget", Amount.parse, "failures")
         if "on_failure" in failures:
@@ -433,7 +396,7 @@ class _SpecReader:
         return dataclasses.replace(spec, **changes)
 
     def action(self, data: MarkedMap) -> ActionSpec:
-        section = self.section(data, "action", _ACTION_KEYS)
+        section = self.mapping(data, "action", _ACTION_KEYS)
         kinds = [key for key in ("deferred", "restart", "command") if key in section]
         if len(kinds) > 1:
             raise self.fail(
@@ -483,7 +446,7 @@ class _SpecReader:
         return ActionSpec("command", "", argv=argv, check=check, timeout=timeout)
 
     def schedule(self, data: MarkedMap) -> dict[str, Any]:
-        section = self.section(data, "schedule", _SCHEDULE_KEYS)
+        section = self.mapping(data, "schedule", _SCHEDULE_KEYS)
         where = "schedule"
         result: dict[str, Any] = {}
         schedule = Schedule()
@@ -601,7 +564,7 @@ class _SpecReader:
         value = data.get("drain")
         if isinstance(value, bool):
             return DrainSpec(enabled=value)
-        section = self.section(data, "drain", _DRAIN_KEYS)
+        section = self.mapping(data, "drain", _DRAIN_KEYS)
         if "drain" not in data:
             return DrainSpec()
         spec = DrainSpec(enabled=True)
@@ -720,7 +683,7 @@ class _SpecReader:
             holder.line = raw.line
             holder.key_lines = {"checks": data.line_of("pre_gates")}
             return PreGates(probes=self.probes(holder, "checks", pre=True))
-        section = self.section(data, "pre_gates", _PRE_KEYS)
+        section = self.mapping(data, "pre_gates", _PRE_KEYS)
         gates = PreGates()
         changes: dict[str, Any] = {}
         if "checks" in section:
@@ -731,7 +694,7 @@ class _SpecReader:
         return dataclasses.replace(gates, **changes)
 
     def post_gates(self, data: MarkedMap) -> PostGateSpec:
-        section = self.section(data, "post_gates", _POST_KEYS)
+        section = self.mapping(data, "post_gates", _POST_KEYS)
         changes: dict[str, Any] = {}
         if "restarted" in section:
             if not isinstance(section["restarted"], bool):

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Boots one interlock lab host. Runs in the host's network namespace and in fresh mount and UTS
 # (and optionally PID) namespaces, then becomes the host's sshd. Argument: the host's directory,
-# holding host.conf (HOST ADDRESS PREFIXLEN PIDNS SERVICES HAPROXY AWAIT) and the overlay layers.
+# holding host.conf (HOST ADDRESS PREFIXLEN PIDNS SERVICES HAPROXY AWAIT OVERLAYS) and the
+# overlay layers.
 set -eu
 umask 022
 HOSTDIR=$1
@@ -19,12 +20,17 @@ if [ "$PIDNS" = 1 ]; then
     mount -t proc proc /proc
 fi
 overlay() {
-    mount -t overlay overlay -o "lowerdir=$1,upperdir=$HOSTDIR/upper/$2,workdir=$HOSTDIR/work/$2" "$1"
+    mount -t overlay overlay -o "lowerdir=$3,upperdir=$HOSTDIR/upper/$2,workdir=$HOSTDIR/work/$2" "$1"
 }
-overlay /etc etc
-overlay /var/lib var-lib
-overlay /var/log var-log
-overlay /usr/sbin usr-sbin
+# OVERLAYS lists TREE:LAYER:LOWER: /etc, /var/lib, /var/log and /usr/sbin over the machine's, or
+# with package overlays also /usr, /opt, /var/cache, and /var/lib/dpkg over a snapshot, so dpkg
+# and apt-get change only this host.
+for entry in $OVERLAYS; do
+    tree=${entry%%:*}
+    rest=${entry#*:}
+    [ -d "$tree" ] || continue
+    overlay "$tree" "${rest%%:*}" "${rest#*:}"
+done
 mount -t tmpfs -o mode=0755,size=64m tmpfs /run
 # A clean home: the machine's root dotfiles (shell init) stay out of every SSH command.
 mount -t tmpfs -o mode=0700,size=16m tmpfs /root
