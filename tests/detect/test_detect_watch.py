@@ -220,6 +220,7 @@ def detect_json(ns: NamespaceSession, sandbox: Sandbox, *args: str) -> Any:
     """The `watch` part of `interlock detect --json`."""
     result = ns.run(sandbox.cli("detect", "--json", "--no-processes", *args), check=False)
     assert result.returncode in (0, 1), result.stderr
+    assert result.stdout.strip(), f"no JSON (exit {result.returncode}): {result.stderr}"
     return json.loads(result.stdout)["watch"]
 
 

@@ -3,18 +3,33 @@
 Every operation reads the ledger, acts, and removes only the events it has proof for: a service
 that really started after the event (check), or a restart it performed and verified (restart).
 Events written meanwhile survive, because removal re-reads each file under the ledger lock.
+
+`check`, `restart` and `run-deferred-hooks` also hold one host-wide apply lock for their whole
+run: a `check` that starts while an orphaned `restart` (its orchestrator killed) is between
+stopping and starting a service waits for it, instead of judging a half-restarted service and
+restarting it a second time.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from interlock.errors import InterlockError, UsageError
+from interlock.host.atomic import FileLock
 from interlock.host.auto_restarts import validate_services
 from interlock.host.hooks import DeferredHook, HookFailed, HookStore, run_hook_command
 from interlock.host.ledger import DeferredEvent, Ledger
 from interlock.host.paths import HostPaths
 from interlock.host.services.base import ServiceError, ServiceManager, ServiceState
+
+APPLY_LOCK = ".interlock-apply.lock"
+
+
+def apply_lock(paths: HostPaths) -> FileLock:
+    """The lock every ledger-applying operation on this host holds from start to end."""
+    paths.ledger_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+    return FileLock(os.path.join(paths.ledger_dir, APPLY_LOCK))
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,11 @@ class CheckReport:
 
 def check(paths: HostPaths, manager: ServiceManager) -> CheckReport:
     """Clear the events whose service has started since (what the charms' update-status does)."""
+    with apply_lock(paths):
+        return _check(paths, manager)
+
+
+def _check(paths: HostPaths, manager: ServiceManager) -> CheckReport:
     ledger = Ledger(str(paths.ledger_dir))
     events = ledger.read().events
     states: dict[str, ServiceState] = {}
@@ -79,6 +99,17 @@ def restart(
     """
     if deferred_only == bool(services):
         raise UsageError("give either --deferred-only or service names, not both and not neither")
+    with apply_lock(paths):
+        return _restart(paths, manager, services, deferred_only, timeout)
+
+
+def _restart(
+    paths: HostPaths,
+    manager: ServiceManager,
+    services: list[str] | None,
+    deferred_only: bool,
+    timeout: float,
+) -> RestartReport:
     ledger = Ledger(str(paths.ledger_dir))
     events = ledger.read().events
     if deferred_only:
@@ -130,6 +161,11 @@ class DeferredRunReport:
 
 def run_deferred_hooks(paths: HostPaths, manager: ServiceManager) -> DeferredRunReport:
     """Run the recorded hooks in order, then apply the deferred restarts (as the charms do)."""
+    with apply_lock(paths):
+        return _run_deferred_hooks(paths, manager)
+
+
+def _run_deferred_hooks(paths: HostPaths, manager: ServiceManager) -> DeferredRunReport:
     store = HookStore(paths.state_dir)
     hooks, _ = store.read()
     ran: list[DeferredHook] = []
@@ -143,7 +179,7 @@ def run_deferred_hooks(paths: HostPaths, manager: ServiceManager) -> DeferredRun
     if not Ledger(str(paths.ledger_dir)).read().events:
         return DeferredRunReport(ran, None, RestartReport([], []))
     try:
-        report = restart(paths, manager, deferred_only=True)
+        report = _restart(paths, manager, None, True, 60.0)
     except InterlockError as exc:
         return DeferredRunReport(ran, str(exc), None)
     return DeferredRunReport(ran, None, report)
