@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from interlock.rollout.journal import (
     RunBusy,
     default_journal_path,
 )
+from interlock.rollout.runs import start_run
 from rollout.rollout_fakes import fleet, make_plan
 
 
@@ -162,3 +164,19 @@ def test_done_before_finds_the_same_work_finished_last_time(tmp_path: Path) -> N
         later = journal.create_run(plan, {})
         assert journal.done_before("h0", fingerprint, exclude_run=later.id) == run.id
         assert journal.done_before("h0", fingerprint) is None
+
+
+def test_a_host_in_two_batches_carries_over_only_the_work_it_finished(tmp_path: Path) -> None:
+    """An upgrade puts a host in one batch per project: finishing one is not finishing all."""
+    first, second = make_plan(fleet(1), work=("one",)), make_plan(fleet(1), work=("two",))
+    batches = (first.batches[0], replace(second.batches[0], id="b2"))
+    plan = replace(first, batches=batches)
+    assert plan.hosts[0].fingerprint != plan.hosts[1].fingerprint
+    with Journal(tmp_path / "j.sqlite") as journal:
+        run = journal.create_run(plan, {})
+        journal.set_host(run.id, "b1", "h0", "done")
+        journal.set_host(run.id, "b2", "h0", "failed")
+        journal.set_run_state(run.id, "aborted")
+        again = start_run(journal, plan, {})
+        states = {(h.batch, h.host): h.state for h in journal.hosts(again.id)}
+        assert states == {("b1", "h0"): "done", ("b2", "h0"): "pending"}

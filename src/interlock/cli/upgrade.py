@@ -166,8 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     confirm(args, "Run this upgrade?")
     spec = RolloutSpec(path=upgrade.recipe.path, transport=args.transport)
     with open_journal(args) as journal:
-        # Every host is in several batches (one per project); a run's hosts are never carried
-        # over as done from an earlier run: the facts already left out what is done.
+        # The facts already left out what is done: nothing is carried over from earlier runs.
         run = start_run(journal, upgrade.plan, settings_for(spec, inventory), again=True)
         if not args.json:
             print(f"run {run.id} (journal {journal.path})", file=sys.stderr)

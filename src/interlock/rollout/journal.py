@@ -240,12 +240,12 @@ class Journal:
         plan: Plan,
         settings: dict[str, Any],
         *,
-        done_before: dict[str, str] | None = None,
+        done_before: dict[tuple[str, str], str] | None = None,
     ) -> RunRecord:
         """Record a new run and take the leases on its hosts, or refuse if another run holds one.
 
-        `done_before` maps hosts whose identical work another run finished to that run's id:
-        they start as done, so a repeated run does nothing for them.
+        `done_before` maps (host, work fingerprint) pairs that another run finished to that
+        run's id: they start as done, so a repeated run does nothing for them.
         """
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + unique_suffix()[:6]
         now = time.time()
@@ -263,7 +263,7 @@ class Journal:
             for batch in plan.batches:
                 for host_plan in batch.hosts:
                     name = host_plan.host.name
-                    earlier = carried.get(name)
+                    earlier = carried.get((name, host_plan.fingerprint))
                     state, detail = (
                         ("done", f"already done in run {earlier}")
                         if earlier

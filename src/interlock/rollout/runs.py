@@ -56,14 +56,16 @@ def start_run(
 ) -> RunRecord:
     """Record a new run (taking the host leases); hosts whose same work finished before start
     as done, unless `again`. Hosts whose action can check for work always check instead."""
-    done_before: dict[str, str] = {}
+    # Keyed by (host, fingerprint): a host in several batches (an upgrade's projects) is done
+    # only for the pieces of work that an earlier run finished.
+    done_before: dict[tuple[str, str], str] = {}
     if not again:
         for host_plan in plan.hosts:
             if host_plan.work_check is not None:
                 continue
             earlier = journal.done_before(host_plan.host.name, host_plan.fingerprint)
             if earlier is not None:
-                done_before[host_plan.host.name] = earlier
+                done_before[(host_plan.host.name, host_plan.fingerprint)] = earlier
     return journal.create_run(plan, settings, done_before=done_before)
 
 
