@@ -40,6 +40,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     problems = [str(p) for p in view.problems + hook_problems]
     message = status_message(view.events, hooks)
     code = EXIT_UNREADABLE if problems else EXIT_PENDING if (view.events or hooks) else EXIT_OK
+    if args.metrics:
+        from interlock.host.atomic import write_atomic
+        from interlock.host.metrics import render_ledger_metrics
+
+        metrics = render_ledger_metrics(
+            view.events, hooks, view.problems + hook_problems, blocked_services(paths.policy_dir)
+        )
+        write_atomic(args.metrics, metrics, mode=0o644)
     if args.json:
         emit_json(
             {
@@ -229,9 +237,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         formatter_class=fmt,
         description="Print the deferred-restart status in the OpenStack charms' wording.",
         epilog="exit codes: 0 nothing deferred, 1 something deferred, 3 unreadable ledger files\n"
-        "example: interlock status  →  Services queued for restart: cron, nova-compute",
+        "examples:\n"
+        "  interlock status  →  Services queued for restart: cron, nova-compute\n"
+        "  interlock status --metrics /var/lib/prometheus/node-exporter/interlock.prom",
     )
     _json_flag(p)
+    p.add_argument(
+        "--metrics",
+        metavar="FILE",
+        help="also write the ledger as Prometheus metrics (node_exporter textfile), atomically",
+    )
     p.set_defaults(handler=cmd_status)
 
     p = commands.add_parser(

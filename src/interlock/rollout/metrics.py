@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from interlock.host.atomic import write_atomic
+from interlock.observe.prometheus import label_value
 from interlock.rollout import events
 from interlock.rollout.events import Event
 
@@ -119,7 +120,7 @@ class TextfileMetrics:
 
 
 def render_metrics(tally: RunTally) -> str:
-    run = _label(tally.run)
+    run = label_value(tally.run)
     lines = [
         f"# HELP {PREFIX}_hosts Hosts of the rollout by state.",
         f"# TYPE {PREFIX}_hosts gauge",
@@ -141,7 +142,7 @@ def render_metrics(tally: RunTally) -> str:
         f"# TYPE {PREFIX}_step_seconds summary",
     ]
     for name, times in sorted(tally.steps.items()):
-        step = _label(name)
+        step = label_value(name)
         lines.append(f'{PREFIX}_step_seconds_sum{{run="{run}",step="{step}"}} {times.total:.6f}')
         lines.append(f'{PREFIX}_step_seconds_count{{run="{run}",step="{step}"}} {times.count}')
     lines += [
@@ -150,7 +151,7 @@ def render_metrics(tally: RunTally) -> str:
     ]
     for name, times in sorted(tally.steps.items()):
         lines.append(
-            f'{PREFIX}_step_failures_total{{run="{run}",step="{_label(name)}"}} {times.failed}'
+            f'{PREFIX}_step_failures_total{{run="{run}",step="{label_value(name)}"}} {times.failed}'
         )
     if tally.started is not None:
         lines += [
@@ -165,7 +166,3 @@ def render_metrics(tally: RunTally) -> str:
             f'{PREFIX}_end_time_seconds{{run="{run}"}} {tally.finished:.3f}',
         ]
     return "\n".join(lines) + "\n"
-
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
