@@ -29,6 +29,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 sys.path.insert(0, str(SRC))
 
 from interlock.host.gate_install import render_gate_script  # noqa: E402 - needs SRC on the path
+from interlock.host.policy import CACHE_SETTLE_NS  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 POLICIES = 20
@@ -86,6 +87,8 @@ def main() -> int:
             "repeat": ([*gate, "svc-07-3", "restart"], 101),
             "cold": ([*gate, "cron", "restart"], 0),
         }
+        # The gate caches parsed policies only once the files have been still for a while.
+        time.sleep(CACHE_SETTLE_NS / 1e9 + 0.2)
         for argv, expect in cases.values():  # warm-up: caches, page cache, the pending event
             for _ in range(10):
                 timed(argv, expect)

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from host.gate_env import GateEnv, charm_policy, file_mode, shell_script
+from interlock.host.policy import CACHE_SETTLE_NS
 
 NEUTRON = charm_policy(
     "neutron-gateway",
@@ -425,8 +426,23 @@ def test_log_rotates_at_its_size_bound(gate: GateEnv) -> None:
 # -- the policy cache ---------------------------------------------------------------------------
 
 
+def settle() -> None:
+    """Let the policy files' change times age past the cache's settling time."""
+    time.sleep(CACHE_SETTLE_NS / 1e9 + 0.2)
+
+
+def test_a_policy_changed_just_now_is_used_but_not_cached(gate: GateEnv) -> None:
+    gate.write_policy("charm-x.policy", charm_policy("x", {"cron": ["restart"]}))
+    answered(gate.run("cron", "restart"), 101)
+    assert not gate.cache_file.exists()
+    settle()
+    answered(gate.run("cron", "restart"), 101)
+    assert gate.cache_file.exists()
+
+
 def test_cache_sees_a_same_size_change(gate: GateEnv) -> None:
     path = gate.write_policy("charm-x.policy", charm_policy("x", {"cron": ["restart"]}))
+    settle()
     answered(gate.run("cron", "restart"), 101)
     assert gate.cache_file.exists()
     before = os.stat(path)

@@ -323,6 +323,18 @@ def _from_cache(payload: tuple[object, ...]) -> tuple[list[Policy], list[FileFor
     return policies, problems
 
 
+CACHE_SETTLE_NS = 2_000_000_000
+
+
+def _recently_changed(signature: tuple[tuple[str, int, int, int, int], ...]) -> bool:
+    """A file changed in the last two seconds might change again within the same timestamp tick
+    (coarse on some kernels) with the same size: such a parse is used but not cached."""
+    import time
+
+    now = time.time_ns()
+    return any(now - max(mtime, ctime) < CACHE_SETTLE_NS for _, _, _, mtime, ctime in signature)
+
+
 def load_policies_cached(
     directory: str, cache_path: str | None
 ) -> tuple[list[Policy], list[FileFormatError]]:
@@ -330,7 +342,8 @@ def load_policies_cached(
 
     The cache (Python's builtin `marshal`) is keyed by every file's name, inode, size and
     modification and change times in nanoseconds; any difference, or any trouble reading the
-    cache, means a fresh parse. Writing it is best effort and atomic.
+    cache, means a fresh parse. Writing it is best effort and atomic, and waits until every file
+    has been still for two seconds.
     """
     if cache_path is None:
         return load_policies(directory)
@@ -348,7 +361,7 @@ def load_policies_cached(
     except (OSError, EOFError, ValueError, TypeError, AssertionError):
         pass
     policies, problems = load_policies(directory)
-    if _signature(directory) == signature:  # unchanged while we parsed: safe to keep
+    if _signature(directory) == signature and not _recently_changed(signature):
         try:
             from interlock.host.atomic import write_atomic
 
