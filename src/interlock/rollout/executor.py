@@ -599,35 +599,25 @@ class Executor:
             )
             began = time.monotonic()
             try:
-                detail = await self.actions.undo(host, step.undo)
+                detail, state = await self.actions.undo(host, step.undo), "done"
             except Exception as exc:  # noqa: BLE001 - report every cleanup failure, go on
-                reason = str(exc) if isinstance(exc, InterlockError) else repr(exc)
-                self.journal.step_finished(
-                    self.run_id, batch.id, host.name, undo_id, attempt, "failed", reason
-                )
-                self.emit(
-                    events.CLEANUP,
-                    batch=batch.id,
-                    host=host.name,
-                    step=undo_id,
-                    state="failed",
-                    detail=reason,
-                    duration=time.monotonic() - began,
-                )
-                notes.append(f"undo of {step.id} FAILED: {reason}")
-                continue
+                detail = str(exc) if isinstance(exc, InterlockError) else repr(exc)
+                state = "failed"
             self.journal.step_finished(
-                self.run_id, batch.id, host.name, undo_id, attempt, "done", detail
+                self.run_id, batch.id, host.name, undo_id, attempt, state, detail
             )
             self.emit(
                 events.CLEANUP,
                 batch=batch.id,
                 host=host.name,
                 step=undo_id,
-                state="done",
+                state=state,
                 detail=detail,
                 duration=time.monotonic() - began,
             )
+            if state == "failed":
+                notes.append(f"undo of {step.id} FAILED: {detail}")
+                continue
             notes.append(f"undid {step.id}")
         return "cleanup: " + "; ".join(notes) if notes else ""
 
