@@ -158,6 +158,8 @@ def _restart_json(report: apply.RestartReport) -> dict[str, object]:
                 "ok": o.ok,
                 "status": o.status,
                 "detail": o.detail,
+                "pid_before": o.before.pid if o.before else None,
+                "pid_after": o.after.pid if o.after else None,
                 "cleared": [e.as_dict() for e in o.cleared],
             }
             for o in report.outcomes
