@@ -21,8 +21,11 @@ import pytest
 
 from host.gate_env import FIXTURES, INTERLOCK
 from host.host_namespace import Namespace
+from interlock.fleet.transport.base import CommandResult
 from interlock.host.ledger import DeferredEvent, Ledger
 from interlock.host.services.units import Refusal, RestartGroup, plan_restarts, unit_type
+from interlock.rollout.actions import check_restart_report
+from interlock.rollout.outcome import StepFailed
 
 SYSTEMD = FIXTURES / "systemd"
 
@@ -296,6 +299,14 @@ def test_sysv_missing_service_does_not_block_the_rest(
     report = json.loads(result.stdout)
     status = {o["service"]: o["status"] for o in report["outcomes"]}
     assert status == {"aaa-purged": "missing", "cron": "restarted", "zzz-real": "missing"}
+    # What a rollout makes of this host's report: a failed step naming what is missing.
+    with pytest.raises(StepFailed) as failed:
+        check_restart_report(
+            CommandResult("host1", result.returncode, result.stdout.encode(), b"", 1.0)
+        )
+    assert "aaa-purged: no such service (sysv): skipped" in str(failed.value)
+    assert "zzz-real: no such service (sysv): skipped" in str(failed.value)
+    assert "cron" not in str(failed.value)
 
     text = ns.run(
         [str(INTERLOCK), "--root", str(root), "restart", "--deferred-only", "--prune-missing"],
