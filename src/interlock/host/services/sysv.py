@@ -34,6 +34,10 @@ from interlock.host.services.base import (
 INIT_DIR = "/etc/init.d"
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C", "TERM": "dumb"}
 
+# A DAEMON= that names one of these runs a program given as an argument: its processes are not
+# told apart by the executable, so /proc is not scanned for them.
+INTERPRETERS = ("python", "perl", "ruby", "java", "node", "php", "sh", "bash", "dash")
+
 
 @dataclass(frozen=True)
 class InitScriptInfo:
@@ -281,7 +285,9 @@ class SysvManager(ServiceManager):
                 return pid
             if scripted and started <= written + START_TIME_JITTER:
                 return pid  # written by (or after) this process, so not a reused pid
-        return self._scan(info.daemon) if info.daemon else None
+        if info.daemon is None or os.path.basename(info.daemon).startswith(INTERPRETERS):
+            return None  # every python3 process is not this service's
+        return self._scan(info.daemon)
 
     def _scan(self, daemon: str) -> int | None:
         """The oldest process running DAEMON whose parent does not: the daemon's top process."""
