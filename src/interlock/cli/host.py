@@ -300,19 +300,22 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "restart",
         help="restart deferred (or named) services, one at a time, verified",
         formatter_class=fmt,
-        description="Restart services one at a time through their service manager, verify each "
-        "really restarted (a new instance: another systemd invocation, or another process, "
-        "that stays up for the settle time while the old one is gone), and clear its deferred "
-        "events only then. Stops at the first failed restart.\n\n"
-        "Only services are restarted: plain names and .service units. NAME.socket goes with "
-        "NAME: a socket that is not listening is settled by NAME's restart, a listening one "
-        "whose service is not running is restarted itself. Targets, mounts, devices, slices, "
-        "scopes, timers, paths, swaps and automounts are never acted on: they are reported "
-        "as not restartable (`interlock clear UNIT` forgets them). A service that does not "
-        "exist on this host is reported and skipped; the others still restart.",
-        epilog="exit codes: 0 nothing is left owed (every service restarted, settled or pruned),"
-        "\n  1 something is left owed: a restart failed or was not attempted, a service is "
-        "missing\n  (without --prune-missing) or a unit is not restartable\n"
+        description=(
+            "Restart services one at a time through their service manager, verify each really\n"
+            "restarted (a new instance: another systemd invocation, or another process, that\n"
+            "stays up for the settle time while the old one is gone), and clear its deferred\n"
+            "events only then. Stops at the first failed restart.\n\n"
+            "Only services are restarted: plain names and .service units. NAME.socket goes\n"
+            "with NAME: a socket that is not listening is settled by NAME's restart, a\n"
+            "listening one whose service is not running is restarted itself. Targets, mounts,\n"
+            "devices, slices, scopes, timers, paths, swaps and automounts are never acted on:\n"
+            "they are reported as not restartable (`interlock clear UNIT` forgets them). A\n"
+            "service that does not exist on this host is reported and skipped; the others\n"
+            "still restart."
+        ),
+        epilog="exit codes: 0 nothing is left owed (every service restarted, settled or pruned)\n"
+        "  1 something is left owed: a restart failed or was not attempted, a service is\n"
+        "    missing (without --prune-missing), or a unit is not restartable\n"
         "examples:\n  interlock restart --deferred-only\n"
         "  interlock restart --deferred-only --prune-missing\n  interlock restart cron ssh",
     )
