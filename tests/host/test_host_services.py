@@ -71,6 +71,12 @@ def test_differs_from_prefers_the_invocation() -> None:
     assert ServiceState("x", True, 11, 100.0).differs_from(ServiceState("x", True, 10, 100.0))
     assert ServiceState("x", True, 10, 101.0).differs_from(ServiceState("x", True, 10, 100.0))
     assert not ServiceState("x", True, 10, 100.0).differs_from(ServiceState("x", True, 10, 100.0))
+    # The same process read twice: boot-time jitter in the start time is not a restart.
+    assert not ServiceState("x", True, 10, 100.01).differs_from(ServiceState("x", True, 10, 100.0))
+    # sysv's instance id (pid@start tick) decides exactly, whatever the float times say.
+    same = ServiceState("x", True, 10, 100.02, invocation="10@5000")
+    assert not same.differs_from(ServiceState("x", True, 10, 100.0, invocation="10@5000"))
+    assert ServiceState("x", True, 10, 100.0, invocation="10@5001").differs_from(same)
     assert ServiceState("x", True, 10, 100.0).differs_from(ServiceState("x", False))
     assert not ServiceState("x", False).differs_from(ServiceState("x", True, 10, 100.0))
 
@@ -316,6 +322,24 @@ def test_init_scripts_of_real_packages() -> None:
     if "nginx" in found:  # PID=$(awk …) is not guessed; the literal default is used
         assert found["nginx"].pidfile == "/run/nginx.pid"
         assert found["nginx"].daemon == "/usr/sbin/nginx"
+    if "rabbitmq-server" in found:  # PID_FILE, and a DAEMON that is a shell script
+        assert found["rabbitmq-server"].pidfiles == ("/var/run/rabbitmq/pid",)
+        assert found["rabbitmq-server"].daemon == "/usr/sbin/rabbitmq-server"
+    if "memcached" in found:  # PIDFILE="/var/run/${NAME}.pid" with NAME set in a loop
+        assert found["memcached"].pidfiles == ()
+        assert found["memcached"].daemon == "/usr/bin/memcached"
+    if "ssh" in found:  # no DAEMON=: what start-stop-daemon --exec runs
+        assert found["ssh"].daemon == "/usr/sbin/sshd"
+
+
+def test_pidfile_variables_under_other_names() -> None:
+    text = (
+        "RUN=/run/svc\nPID_FILE=$RUN/pid\nPIDFILE_WORKER=${RUN}/worker.pid\n"
+        "SSHD_PIDFILE=/run/sshd.pid\nPIDDIR=/run/svc\nPIDFILE=$RUN/pid\n"
+    )
+    info = parse_init_script(text)
+    assert info.pidfiles == ("/run/svc/pid", "/run/svc/worker.pid", "/run/sshd.pid")
+    assert info.pidfile == "/run/svc/pid"
 
 
 def test_init_script_parsing_never_runs_substitutions() -> None:
@@ -414,7 +438,9 @@ def test_sysv_cron_live(namespace: Callable[..., Namespace]) -> None:
     assert second["started_at"] >= out["event"] + 1
     assert out["second_satisfies"] is True
     assert out["same_second_satisfies"] is False
-    assert out["stale"]["active"] is False
+    # The pidfile names PID 1 (not cron): the real cron is found by its executable instead.
+    assert out["stale"]["active"] is True
+    assert out["stale"]["pid"] == second["pid"]
     assert out["stopped"]["active"] is False
     assert "nosuch: no init script at /etc/init.d/nosuch" in out["nosuch"]
 

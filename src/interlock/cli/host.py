@@ -14,6 +14,7 @@ from interlock.host.ledger import Ledger
 from interlock.host.paths import HostPaths
 from interlock.host.report import charm_show, status_message
 from interlock.host.services import detect_manager
+from interlock.host.services.base import DEFAULT_SETTLE
 
 EXIT_OK = 0
 EXIT_PENDING = 1
@@ -112,6 +113,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 "cleared": [e.as_dict() for e in report.cleared],
                 "pending": [e.as_dict() for e in report.pending],
                 "errors": report.errors,
+                "missing": report.missing,
             }
         )
     else:
@@ -120,12 +122,27 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{len(report.cleared)} cleared, {len(report.pending)} still pending")
         for error in report.errors:
             warn(error)
+        for unit in report.missing:
+            warn(
+                f"{unit}: no such service on this host; `interlock restart --deferred-only "
+                f"--prune-missing` or `interlock clear {unit}` forgets its events"
+            )
     return EXIT_PENDING if report.pending else EXIT_OK
+
+
+RESTART_MARKS = {
+    apply.RESTARTED: "ok  ",
+    apply.SETTLED: "ok  ",
+    apply.PRUNED: "gone",
+    apply.MISSING: "MISS",
+    apply.REFUSED: "SKIP",
+    apply.FAILED: "FAIL",
+}
 
 
 def _print_restart_report(report: apply.RestartReport) -> None:
     for outcome in report.outcomes:
-        mark = "ok  " if outcome.ok else "FAIL"
+        mark = RESTART_MARKS[outcome.status]
         cleared = f", cleared {len(outcome.cleared)} event(s)" if outcome.cleared else ""
         print(f"{mark} {outcome.service}: {outcome.detail}{cleared}")
     if report.not_attempted:
@@ -139,7 +156,10 @@ def _restart_json(report: apply.RestartReport) -> dict[str, object]:
             {
                 "service": o.service,
                 "ok": o.ok,
+                "status": o.status,
                 "detail": o.detail,
+                "pid_before": o.before.pid if o.before else None,
+                "pid_after": o.after.pid if o.after else None,
                 "cleared": [e.as_dict() for e in o.cleared],
             }
             for o in report.outcomes
@@ -150,7 +170,13 @@ def _restart_json(report: apply.RestartReport) -> dict[str, object]:
 
 def cmd_restart(args: argparse.Namespace) -> int:
     report = apply.restart(
-        paths_of(args), detect_manager(), args.services, args.deferred_only, args.timeout
+        paths_of(args),
+        detect_manager(),
+        args.services,
+        args.deferred_only,
+        args.timeout,
+        args.settle,
+        args.prune_missing,
     )
     if args.json:
         emit_json(_restart_json(report))
@@ -274,13 +300,40 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "restart",
         help="restart deferred (or named) services, one at a time, verified",
         formatter_class=fmt,
-        description="Restart services one at a time through their service manager, verify each "
-        "really restarted, and clear its deferred events only then. Stops at the first failure.",
-        epilog="examples:\n  interlock restart --deferred-only\n  interlock restart cron ssh",
+        description=(
+            "Restart services one at a time through their service manager, verify each really\n"
+            "restarted (a new instance: another systemd invocation, or another process, that\n"
+            "stays up for the settle time while the old one is gone), and clear its deferred\n"
+            "events only then. Stops at the first failed restart.\n\n"
+            "Only services are restarted: plain names and .service units. NAME.socket goes\n"
+            "with NAME: a socket that is not listening is settled by NAME's restart, a\n"
+            "listening one whose service is not running is restarted itself. Targets, mounts,\n"
+            "devices, slices, scopes, timers, paths, swaps and automounts are never acted on:\n"
+            "they are reported as not restartable (`interlock clear UNIT` forgets them). A\n"
+            "service that does not exist on this host is reported and skipped; the others\n"
+            "still restart."
+        ),
+        epilog="exit codes: 0 nothing is left owed (every service restarted, settled or pruned)\n"
+        "  1 something is left owed: a restart failed or was not attempted, a service is\n"
+        "    missing (without --prune-missing), or a unit is not restartable\n"
+        "examples:\n  interlock restart --deferred-only\n"
+        "  interlock restart --deferred-only --prune-missing\n  interlock restart cron ssh",
     )
     p.add_argument("services", nargs="*", metavar="SERVICE")
     p.add_argument("--deferred-only", action="store_true", help="every service with events")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait per service")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=DEFAULT_SETTLE,
+        metavar="SECONDS",
+        help=f"how long a new instance must stay up to count (default {DEFAULT_SETTLE:g})",
+    )
+    p.add_argument(
+        "--prune-missing",
+        action="store_true",
+        help="clear the events of services that do not exist on this host, naming them",
+    )
     _json_flag(p)
     p.set_defaults(handler=cmd_restart)
 

@@ -12,6 +12,7 @@ import subprocess
 
 from interlock.host.services.base import ServiceError, ServiceManager, ServiceState
 from interlock.host.services.sysv import read_boot_time
+from interlock.host.services.units import unit_type
 
 PROPERTIES = (
     "Id",
@@ -118,6 +119,11 @@ class SystemdManager(ServiceManager):
         return self._show([name])[0].get("LoadState") not in (None, "not-found")
 
     def act(self, name: str, action: str) -> None:
+        kind = unit_type(name)
+        if kind not in ("service", "socket"):
+            # The unit-type rule (interlock.host.services.units), kept here too so that no
+            # caller can restart a target, mount or other non-service unit by mistake.
+            raise ServiceError(f"{name}: a {kind} unit is not restartable")
         result = subprocess.run(
             ["systemctl", action, "--", unit_name(name)],
             capture_output=True,
