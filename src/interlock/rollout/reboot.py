@@ -29,6 +29,7 @@ from interlock.host.reboot import (
     parse_identity,
     parse_need,
 )
+from interlock.host.services.base import ServiceState
 from interlock.rollout.gates import wait_restarted
 from interlock.rollout.outcome import StepFailed, StepOutcome
 from interlock.rollout.plan import (
@@ -203,6 +204,12 @@ async def reboot(
             raise StepFailed(f"no new boot within {action.deadline:g} s ({detail})")
         actions.report_wait(host, step_id, detail)
         await asyncio.sleep(POLL)
+
+
+def _change(before: ServiceState, after: ServiceState) -> str:
+    # A PID namespace starts over at each boot: the same pid may well be a new process.
+    same = " (a new process)" if before.pid == after.pid else ""
+    return f"pid {before.pid} → {after.pid}{same}"
 
 
 def _rebooted(current: BootIdentity, how: str) -> StepOutcome:
