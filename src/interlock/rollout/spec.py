@@ -7,6 +7,9 @@ flag. The file's layout:
 limit: controllers              # which inventory hosts (an Ansible-style pattern)
 action:                         # exactly one of deferred / restart / command
   deferred: interlock           # or `ledger`, for hosts without interlock installed
+  reboot: needed                # or always: reboot (instead of restarting) hosts that need it
+  reboot_command: systemctl reboot
+  reboot_timeout: 10m           # to come back from a new boot
 schedule:
   canary: 1
   waves: [25%, 50%, 100%]       # cumulative: a quarter done, then half, then all
