@@ -399,7 +399,8 @@ class Lab:
 
 
 def launch_record(spec: LabSpec, host: LabHost) -> dict[str, str]:
-    """How the keeper finds a host's init, and where it records each (re)start of it."""
+    """How the keeper finds a host's init (the launcher's child in a new PID namespace, or the
+    launcher itself), and where it records each (re)start of it."""
     if not spec.pid_namespace:
         return {"init": "self"}
     return {"init": "child", "record": str(boot_record(spec.directory, host.name))}

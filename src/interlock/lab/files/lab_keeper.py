@@ -74,15 +74,25 @@ def write_json(path: str, document: Any) -> None:
     os.replace(temp, path)
 
 
-def first_child(pid: int) -> int | None:
-    """The launcher's child (`unshare --fork` runs the host's init as one), once it exists."""
+def pid_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def namespace_init(pid: int) -> int | None:
+    """The launcher's child in a new PID namespace (`unshare --fork` runs the host's init as
+    one; short-lived helpers the launcher runs first stay in its namespace), once it exists."""
     deadline = time.monotonic() + INIT_WAIT
+    outside = pid_namespace(pid)
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError):
             with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as file:
-                kids = file.read().split()
-            if kids:
-                return int(kids[0])
+                kids = [int(kid) for kid in file.read().split()]
+            for kid in kids:
+                if pid_namespace(kid) not in (None, outside):
+                    return kid
         if not os.path.exists(f"/proc/{pid}"):
             return None
         time.sleep(0.01)
@@ -93,7 +103,7 @@ def record_launch(state: str | None, entry: dict[str, Any], launcher: int) -> No
     """Write the host's launch record and its new PIDs into the lab's state file."""
     init = launcher
     if entry.get("init") == "child":
-        found = first_child(launcher)
+        found = namespace_init(launcher)
         if found is None:
             say(f"{entry['name']}: no init appeared under launcher {launcher}")
             return
@@ -105,8 +115,8 @@ def record_launch(state: str | None, entry: dict[str, Any], launcher: int) -> No
                     {
                         "init_pid": init,
                         "launcher_pid": launcher,
-                        "pid_namespace": os.readlink(f"/proc/{init}/ns/pid"),
-                        "outside_pid_namespace": os.readlink("/proc/self/ns/pid"),
+                        "pid_namespace": pid_namespace(init),
+                        "outside_pid_namespace": pid_namespace(os.getpid()),
                     },
                 )
     if state is None:
@@ -173,6 +183,10 @@ def main() -> int:
         if not may_restart(entry, restarts):
             say(f"{entry['name']}: rebooted {RESTARTS_PER_MINUTE} times within a minute: left down")
             continue
+        if entry.get("record"):
+            # The old boot's record must not vouch for whatever namespace comes next.
+            with contextlib.suppress(OSError):
+                os.unlink(entry["record"])
         try:
             new = spawn(entry["argv"], request["env"], entry["log"])
         except OSError as exc:
