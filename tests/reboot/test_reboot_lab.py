@@ -285,6 +285,23 @@ def test_killed_while_waiting_resumes_without_a_second_reboot(
     wait_for(lambda: all_in_rotation(backend_servers(fleet.lb_address)), "ctl2 back in rotation")
 
 
+def test_a_refused_reboot_fails_the_host_and_undoes_the_drain(
+    fleet: LabFleet, rolled: dict[str, object], tmp_path: Path
+) -> None:
+    lab = fleet.lab
+    count, started = boots(lab, "ctl2"), init_start(lab, "ctl2")
+    result = rollout(
+        "run", "-i", str(fleet.inventory), *ROLL, "--limit", "ctl2",
+        "--reboot", "always", "--reboot-command", "false",
+        "--yes", "--journal", str(tmp_path / "journal.sqlite"), "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr[-2000:]  # paused: the host failed
+    assert "reboot: the reboot command exited 1" in result.stderr
+    assert "undid drain" in result.stderr
+    assert (boots(lab, "ctl2"), init_start(lab, "ctl2")) == (count, started)
+    wait_for(lambda: all_in_rotation(backend_servers(fleet.lb_address)), "ctl2 back in rotation")
+
+
 def test_a_power_off_is_final(fleet: LabFleet) -> None:
     """Last: a host powered off (SIGINT to its init) is not started again."""
     lab = fleet.lab
