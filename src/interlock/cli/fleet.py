@@ -72,6 +72,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         for hook in debt.hooks:
             rows.append((debt.host.name, f"hook {hook}", "run", "", "pending", "auto restarts off"))
+        if debt.reboot is not None and debt.reboot.needed:
+            reasons = ", ".join(debt.reboot.reasons) or "/run/reboot-required"
+            rows.append((debt.host.name, "(the host)", "reboot", "", "needed", reasons))
     if rows:
         table(None, ["host", "service", "action", "since", "state", "reason"], rows)
     per_service = status.per_service()
@@ -82,8 +85,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         per_group = status.per_group()
         print("hosts per group: " + ", ".join(f"{g} {n}" for g, n in sorted(per_group.items())))
     owing = sum(1 for d in status.hosts if d.pending or d.hooks)
+    reboots = sum(1 for d in status.hosts if d.reboot is not None and d.reboot.needed)
     print(
         f"{len(status.hosts)} hosts read in {status.duration:.2f}s: {owing} with deferred work"
+        + (f", {reboots} needing a reboot" if reboots else "")
         + (f", {len(status.unreachable)} unreachable" if status.unreachable else "")
     )
     for host, reason in status.unreachable:

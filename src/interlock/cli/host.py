@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import time
 
 from interlock.cli.output import emit_json, table, warn
@@ -12,7 +13,8 @@ from interlock.host.auto_restarts import blocked_services, set_auto_restarts
 from interlock.host.hooks import HookStore, run_hook_command, validate_hook_name
 from interlock.host.ledger import Ledger
 from interlock.host.paths import HostPaths
-from interlock.host.report import charm_show, status_message
+from interlock.host.reboot import RebootNeed, local_need
+from interlock.host.report import charm_show, status_message, with_reboot
 from interlock.host.services import detect_manager
 from interlock.host.services.base import DEFAULT_SETTLE
 
@@ -34,19 +36,33 @@ def _age(timestamp: int) -> str:
     return f"{seconds}s ago"
 
 
+def reboot_need(args: argparse.Namespace, problems: list[str]) -> RebootNeed | None:
+    try:
+        return local_need(args.root)
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        problems.append(f"cannot tell whether a reboot is needed: {exc}")
+        return None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     paths = paths_of(args)
     view = Ledger(str(paths.ledger_dir)).read()
     hooks, hook_problems = HookStore(paths.state_dir).read()
     problems = [str(p) for p in view.problems + hook_problems]
-    message = status_message(view.events, hooks)
-    code = EXIT_UNREADABLE if problems else EXIT_PENDING if (view.events or hooks) else EXIT_OK
+    reboot = reboot_need(args, problems)
+    message = with_reboot(status_message(view.events, hooks), reboot.message() if reboot else "")
+    owed = view.events or hooks or (reboot is not None and reboot.needed)
+    code = EXIT_UNREADABLE if problems else EXIT_PENDING if owed else EXIT_OK
     if args.metrics:
         from interlock.host.atomic import write_atomic
         from interlock.host.metrics import render_ledger_metrics
 
         metrics = render_ledger_metrics(
-            view.events, hooks, view.problems + hook_problems, blocked_services(paths.policy_dir)
+            view.events,
+            hooks,
+            view.problems + hook_problems,
+            blocked_services(paths.policy_dir),
+            reboot,
         )
         write_atomic(args.metrics, metrics, mode=0o644)
     if args.json:
@@ -56,6 +72,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "services": sorted({event.unit for event in view.events}),
                 "hooks": sorted({hook.name for hook in hooks}),
                 "auto_restarts_blocked": blocked_services(paths.policy_dir),
+                "reboot": reboot.as_dict() if reboot else None,
                 "problems": problems,
                 "exit_code": code,
             }
@@ -72,6 +89,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     view = Ledger(str(paths.ledger_dir)).read()
     hooks, hook_problems = HookStore(paths.state_dir).read()
     fmt = "json" if args.json else args.format
+    reboot_problems: list[str] = []
+    reboot = reboot_need(args, reboot_problems) if fmt != "charm" else None
     if fmt == "charm":
         print(charm_show(view.events, hooks), end="")
     elif fmt == "json":
@@ -79,7 +98,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             {
                 "restarts": [event.as_dict() for event in view.events],
                 "hooks": [hook.as_dict() for hook in hooks],
-                "problems": [str(p) for p in view.problems + hook_problems],
+                "reboot": reboot.as_dict() if reboot else None,
+                "problems": [str(p) for p in view.problems + hook_problems] + reboot_problems,
             }
         )
     else:
@@ -100,8 +120,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             )
         if not view.events and not hooks:
             print("Nothing deferred.")
-    for problem in view.problems + hook_problems:
-        warn(str(problem))
+        if reboot is not None and reboot.needed:
+            print(reboot.message())
+    for problem in [*map(str, view.problems + hook_problems), *reboot_problems]:
+        warn(problem)
     return EXIT_UNREADABLE if view.problems or hook_problems else EXIT_OK
 
 
@@ -259,10 +281,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     p = commands.add_parser(
         "status",
-        help="one line: services queued for restart, hooks skipped",
+        help="one line: services queued for restart, hooks skipped, reboot required",
         formatter_class=fmt,
-        description="Print the deferred-restart status in the OpenStack charms' wording.",
-        epilog="exit codes: 0 nothing deferred, 1 something deferred, 3 unreadable ledger files\n"
+        description="Print the deferred-restart status in the OpenStack charms' wording, then "
+        "whether the host needs a reboot (/run/reboot-required, or a newer kernel installed).",
+        epilog="exit codes: 0 nothing owed, 1 something deferred or a reboot required, "
+        "3 unreadable ledger files\n"
         "examples:\n"
         "  interlock status  →  Services queued for restart: cron, nova-compute\n"
         "  interlock status --metrics /var/lib/prometheus/node-exporter/interlock.prom",

@@ -69,6 +69,9 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         pre_gate_timeout=args.pre_gate_timeout,
         failure_budget=args.failure_budget,
         on_failure=args.on_failure,
+        reboot=args.reboot,
+        reboot_command=args.reboot_command,
+        reboot_timeout=args.reboot_timeout,
     )
     return apply_flags(spec, flags)
 
@@ -316,6 +319,21 @@ def _target_options(p: argparse.ArgumentParser) -> None:
     action.add_argument("--action-timeout", metavar="DURATION", help="per action (default 2m)")
     action.add_argument(
         "--interlock", metavar="CMD", help="interlock on the hosts (default: interlock)"
+    )
+    reboot = p.add_argument_group("reboots (with the deferred action)")
+    reboot.add_argument(
+        "--reboot",
+        nargs="?",
+        const="needed",
+        choices=("needed", "always"),
+        help="reboot the hosts that need it (reboot-required, a newer kernel) instead of "
+        "restarting their deferred services; `always`: every host",
+    )
+    reboot.add_argument(
+        "--reboot-command", metavar="CMD", help="how a host reboots (default: systemctl reboot)"
+    )
+    reboot.add_argument(
+        "--reboot-timeout", metavar="DURATION", help="to come back from a new boot (default 10m)"
     )
     sched = p.add_argument_group("schedule")
     sched.add_argument("--canary", metavar="N|P%", help="hosts in the first batch")

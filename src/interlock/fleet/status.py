@@ -22,6 +22,7 @@ from interlock.fleet.inventory import Host
 from interlock.fleet.transport import HostOutcome, Transport, fan_out
 from interlock.host.ledger import DeferredEvent, parse_event
 from interlock.host.policy import canonical_service
+from interlock.host.reboot import NEED_SCRIPT, RebootNeed, parse_need
 from interlock.host.services.base import ServiceState
 from interlock.host.services.systemd import PROPERTIES, parse_show, state_from_properties
 from interlock.host.services.sysv import (
@@ -34,7 +35,8 @@ from interlock.host.services.sysv import (
     runs_daemon,
 )
 
-# The probe: "$1" is the marker, "$2" the ledger dir, "$3" interlock's hook dir. Service names
+# The probe: "$1" is the marker, "$2" the ledger dir, "$3" interlock's hook dir, "$4" the reboot
+# probe (host/reboot.py: reboot-required, newer kernels), run under its own marker. Service names
 # come from the ledger files and are checked against a strict pattern before any use. Every
 # process it starts costs each host the same, so one-line files are read with the `read` builtin
 # and the ledger's service names with one sed for all files.
@@ -45,6 +47,7 @@ echo "$m clock"; date +%s.%N; read -r line < /proc/uptime || :; printf '%s\n' "$
 echo "$m ticks"; getconf CLK_TCK
 if [ -d /run/systemd/system ]; then init=systemd; else init=sysv; fi
 echo "$m init"; echo "$init"
+echo "$m reboot"; sh -c "$4" reboot-need "$m-reboot" / || :
 set --
 for f in "$ledger"/*.deferred; do
   [ -f "$f" ] || continue
@@ -113,6 +116,7 @@ class HostDebt:
     hooks: list[str]
     states: dict[str, ServiceState]
     problems: list[str] = field(default_factory=list)
+    reboot: RebootNeed | None = None
 
     def restarted_since(self, event: DeferredEvent) -> bool:
         state = self.states.get(event.unit)
@@ -171,6 +175,7 @@ class FleetStatus:
                         for event in debt.events
                     ],
                     "hooks": debt.hooks,
+                    "reboot": debt.reboot.as_dict() if debt.reboot else None,
                     "problems": debt.problems,
                 }
                 for debt in self.hosts
@@ -182,12 +187,13 @@ class FleetStatus:
                 "per_service": dict(sorted(self.per_service().items())),
                 "per_group": dict(sorted(self.per_group().items())),
                 "hosts_with_pending": sum(1 for d in self.hosts if d.pending or d.hooks),
+                "hosts_needing_reboot": sum(1 for d in self.hosts if d.reboot and d.reboot.needed),
             },
         }
 
 
 def probe_argv(marker: str, ledger_dir: str = LEDGER_DIR, hook_dir: str = HOOK_DIR) -> list[str]:
-    return ["sh", "-c", PROBE, "probe", marker, ledger_dir, hook_dir]
+    return ["sh", "-c", PROBE, "probe", marker, ledger_dir, hook_dir, NEED_SCRIPT]
 
 
 def split_sections(text: str, marker: str) -> list[tuple[list[str], str]]:
@@ -224,6 +230,7 @@ def parse_probe(host: Host, text: str, marker: str) -> HostDebt:
     exes: dict[int, str] = {}
     comms: dict[int, str] = {}
     systemd_text: str | None = None
+    reboot: RebootNeed | None = None
     for header, body in split_sections(text, marker):
         kind = header[0]
         try:
@@ -245,6 +252,8 @@ def parse_probe(host: Host, text: str, marker: str) -> HostDebt:
                     ) from None
             elif kind == "hook":
                 hooks.append(str(json.loads(body)["name"]))
+            elif kind == "reboot":
+                reboot = parse_need(body, f"{marker}-reboot")
             elif kind == "systemd":
                 systemd_text = body
             elif kind == "initscript":
@@ -282,7 +291,7 @@ def parse_probe(host: Host, text: str, marker: str) -> HostDebt:
                 started = btime + parse_start_ticks(stats[pid]) / ticks_per_second
                 states[unit] = ServiceState(unit, True, pid, started)
                 break
-    return HostDebt(host, hostname, events, sorted(set(hooks)), states, problems)
+    return HostDebt(host, hostname, events, sorted(set(hooks)), states, problems, reboot)
 
 
 async def gather_status(

@@ -28,6 +28,7 @@ from interlock.lab.errors import LabError
 from interlock.lab.image import (
     HOST_INIT,
     KEEPER,
+    boot_record,
     build_image,
     hosts_root,
     render_etc_hosts,
@@ -37,7 +38,15 @@ from interlock.lab.inventory_file import INVENTORY_FILE, render_inventory
 from interlock.lab.readiness import wait_ready
 from interlock.lab.spec import DEFAULT_DIR, DEFAULT_NAME, DEFAULT_SUBNET, LabHost, LabSpec
 from interlock.lab.sshd import CLIENT_KEY, KNOWN_HOSTS, ensure_keys
-from interlock.lab.state import BOOTING, STARTING, UP, LabState, load_state, save_state
+from interlock.lab.state import (
+    BOOTING,
+    STARTING,
+    UP,
+    LabState,
+    load_state,
+    save_state,
+    state_path,
+)
 from interlock.lab.status import LabStatus, gather_status
 from interlock.lab.teardown import DownReport, leftovers, live_pids, load_state_quietly, teardown
 
@@ -257,11 +266,13 @@ class Lab:
         save_state(state)
         request = {
             "env": HOST_ENV,
+            "state": str(state_path(spec.directory)),
             "hosts": [
                 {
                     "name": host.name,
                     "argv": launcher_argv(spec, host),
                     "log": str(logs / f"{host.name}.log"),
+                    **launch_record(spec, host),
                 }
                 for host in state.hosts
             ],
@@ -385,6 +396,14 @@ class Lab:
     # Looking.
     def status(self) -> LabStatus:
         return asyncio.run(gather_status(self.state()))
+
+
+def launch_record(spec: LabSpec, host: LabHost) -> dict[str, str]:
+    """How the keeper finds a host's init (the launcher's child in a new PID namespace, or the
+    launcher itself), and where it records each (re)start of it."""
+    if not spec.pid_namespace:
+        return {"init": "self"}
+    return {"init": "child", "record": str(boot_record(spec.directory, host.name))}
 
 
 def launcher_argv(spec: LabSpec, host: LabHost) -> list[str]:

@@ -80,7 +80,8 @@ def teardown(
     remaining += [link for link in links if network.link_exists(link)]
     network.release_netns_dir()
     shutil.rmtree(hosts_root(directory), ignore_errors=True)
-    for file in (directory / STATE_FILE, directory / INVENTORY_FILE):
+    lock = directory / f"{STATE_FILE}.lock"
+    for file in (directory / STATE_FILE, lock, directory / INVENTORY_FILE):
         file.unlink(missing_ok=True)
     if remaining:
         raise LabError(f"could not remove: {', '.join(remaining)}")

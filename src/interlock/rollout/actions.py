@@ -32,6 +32,8 @@ from interlock.rollout.plan import (
     Snapshot,
 )
 from interlock.rollout.probes import ProbeRunner
+from interlock.rollout.reboot import came_back, has_reboot_work, is_rebooted, reboot, record_boot
+from interlock.rollout.reboot_steps import BootRecord, CameBack, Reboot
 from interlock.rollout.remote_ledger import LedgerListing, listing_command, parse_listing
 from interlock.rollout.service_state import (
     ServiceSetup,
@@ -88,6 +90,12 @@ class HostActions:
             return await health_gate(host, step_id, action, self.probes, self.report_wait)
         if isinstance(action, Restarted):
             return await self.restarted(host, step_id, action, context)
+        if isinstance(action, BootRecord):
+            return await record_boot(self, host)
+        if isinstance(action, Reboot):
+            return await reboot(self, host, step_id, action, context)
+        if isinstance(action, CameBack):
+            return await came_back(self, host, step_id, action, context)
         return await soak(host, step_id, action, self.probes, self.report_wait)
 
     async def is_done(
@@ -107,6 +115,8 @@ class HostActions:
         if isinstance(action, RestartServices):
             pending = await self.not_restarted(host, action.services, context)
             return None if pending is None else not pending
+        if isinstance(action, Reboot):
+            return await is_rebooted(self, host, action, context)
         return None
 
     async def has_work(self, host: Host, action: Action) -> bool:
@@ -121,6 +131,8 @@ class HostActions:
         if isinstance(action, RunCommand) and action.check is not None:
             result = await self.transport.run(host, action.check, timeout=PROBE_TIMEOUT)
             return not result.ok
+        if isinstance(action, Reboot):
+            return await has_reboot_work(self, host, action)
         return True
 
     # --- work ---------------------------------------------------------------------------------

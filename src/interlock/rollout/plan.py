@@ -19,6 +19,7 @@ from datetime import time
 from typing import Any, ClassVar
 
 from interlock.fleet.inventory import Host, LoadBalancer
+from interlock.rollout.reboot_steps import BootRecord, CameBack, Reboot
 from interlock.rollout.schedule import NO_FAILURES, Amount, GroupLimit
 from interlock.rollout.window import ALWAYS, MaintenanceWindow, WindowSchedule
 
@@ -301,6 +302,9 @@ Action = (
     | Gate
     | Restarted
     | Soak
+    | BootRecord
+    | Reboot
+    | CameBack
 )
 
 
@@ -484,6 +488,9 @@ _RECORDS: dict[str, type[Any]] = {
         Gate,
         Restarted,
         Soak,
+        BootRecord,
+        Reboot,
+        CameBack,
         Step,
         HostPlan,
         PreGates,

@@ -7,6 +7,9 @@ flag. The file's layout:
 limit: controllers              # which inventory hosts (an Ansible-style pattern)
 action:                         # exactly one of deferred / restart / command
   deferred: interlock           # or `ledger`, for hosts without interlock installed
+  reboot: needed                # or always: reboot (instead of restarting) hosts that need it
+  reboot_command: systemctl reboot
+  reboot_timeout: 10m           # to come back from a new boot
 schedule:
   canary: 1
   waves: [25%, 50%, 100%]       # cumulative: a quarter done, then half, then all
@@ -58,6 +61,9 @@ from interlock.rollout.plan import (
     RabbitQueuesProbe,
     TcpProbe,
 )
+from interlock.rollout.reboot_steps import ALWAYS, WHEN
+from interlock.rollout.reboot_steps import DEFAULT_COMMAND as DEFAULT_REBOOT_COMMAND
+from interlock.rollout.reboot_steps import DEFAULT_DEADLINE as DEFAULT_REBOOT_DEADLINE
 from interlock.rollout.schedule import NO_FAILURES, Amount, GroupLimit, Schedule
 from interlock.rollout.window import (
     MaintenanceWindow,
@@ -87,7 +93,17 @@ _TOP_KEYS = (
     "post_gates",
     "failures",
 )
-_ACTION_KEYS = ("deferred", "restart", "command", "check", "via", "timeout")
+_ACTION_KEYS = (
+    "deferred",
+    "restart",
+    "command",
+    "check",
+    "via",
+    "timeout",
+    "reboot",
+    "reboot_command",
+    "reboot_timeout",
+)
 _SCHEDULE_KEYS = (
     "canary",
     "waves",
@@ -121,8 +137,15 @@ class ActionSpec:
     argv: tuple[str, ...] = ()
     check: tuple[str, ...] | None = None
     timeout: float = 120.0
+    reboot: str | None = None  # with deferred: reboot the hosts that need it (or always)
+    reboot_argv: tuple[str, ...] = DEFAULT_REBOOT_COMMAND
+    reboot_timeout: float = DEFAULT_REBOOT_DEADLINE
 
     def describe(self) -> str:
+        if self.reboot == ALWAYS:
+            return "reboot (paying the deferred restarts)"
+        if self.reboot is not None:
+            return f"reboot where needed, else apply deferred restarts (via {self.via})"
         if self.kind == "deferred":
             return f"apply deferred restarts (via {self.via})"
         if self.kind == "restart":
@@ -415,6 +438,7 @@ class _SpecReader(MarkedReader):
                 section.line_of("via"),
             )
         kind = kinds[0] if kinds else "deferred"
+        reboot = self.reboot(section, kind)
         if kind == "deferred":
             via = section.get("deferred", "interlock")
             if via not in ("interlock", "ledger"):
@@ -422,7 +446,13 @@ class _SpecReader(MarkedReader):
                     f"action.deferred must be interlock or ledger, not {via!r}",
                     section.line_of("deferred"),
                 )
-            return ActionSpec("deferred", str(via), timeout=timeout)
+            action = ActionSpec("deferred", str(via), timeout=timeout)
+            if reboot:
+                try:
+                    return with_reboot(action, **reboot)
+                except ValueError as exc:
+                    raise self.fail(f"action.reboot: {exc}", section.line_of("reboot")) from None
+            return action
         if kind == "restart":
             raw = section["restart"]
             via = "service"
@@ -444,6 +474,31 @@ class _SpecReader(MarkedReader):
         argv = self.value(section, "command", parse_argv, "action")
         check = self.value(section, "check", parse_argv, "action") if "check" in section else None
         return ActionSpec("command", "", argv=argv, check=check, timeout=timeout)
+
+    def reboot(self, section: MarkedMap, kind: str) -> dict[str, Any]:
+        given = [key for key in ("reboot", "reboot_command", "reboot_timeout") if key in section]
+        if not given:
+            return {}
+        if "reboot" not in section:
+            raise self.fail(f"action.{given[0]} goes with action.reboot", section.line_of(given[0]))
+        if kind != "deferred":
+            raise self.fail(
+                f"action.reboot replaces deferred restarts: it does not go with action.{kind}",
+                section.line_of("reboot"),
+            )
+        when = section["reboot"]
+        if when is True:
+            when = "needed"
+        if when not in WHEN:
+            raise self.fail(
+                f"action.reboot must be needed or always, not {when!r}", section.line_of("reboot")
+            )
+        options: dict[str, Any] = {"when": when}
+        if "reboot_command" in section:
+            options["argv"] = self.value(section, "reboot_command", parse_argv, "action")
+        if "reboot_timeout" in section:
+            options["timeout"] = self.value(section, "reboot_timeout", parse_duration, "action")
+        return options
 
     def schedule(self, data: MarkedMap) -> dict[str, Any]:
         section = self.mapping(data, "schedule", _SCHEDULE_KEYS)
@@ -765,6 +820,31 @@ class SpecFlags:
     pre_gate_timeout: str | None = None
     failure_budget: str | None = None
     on_failure: str | None = None
+    reboot: str | None = None
+    reboot_command: str | None = None
+    reboot_timeout: str | None = None
+
+
+def with_reboot(
+    action: ActionSpec,
+    when: str,
+    argv: tuple[str, ...] | None = None,
+    timeout: float | None = None,
+) -> ActionSpec:
+    """The deferred-restart action with reboots: a host that needs one is rebooted instead."""
+    if action.kind != "deferred":
+        raise ValueError("a reboot replaces deferred restarts: it goes with the deferred action")
+    if action.via != "interlock":
+        raise ValueError(
+            "after a reboot `interlock check` on the host clears what it paid: "
+            "it needs the deferred action via interlock"
+        )
+    return dataclasses.replace(
+        action,
+        reboot=when,
+        reboot_argv=argv or action.reboot_argv,
+        reboot_timeout=action.reboot_timeout if timeout is None else timeout,
+    )
 
 
 def apply_flags(spec: RolloutSpec, flags: SpecFlags) -> RolloutSpec:
@@ -811,6 +891,18 @@ def apply_flags(spec: RolloutSpec, flags: SpecFlags) -> RolloutSpec:
         action = dataclasses.replace(
             action, timeout=parsed("--action-timeout", parse_duration, flags.action_timeout)
         )
+    if flags.reboot is not None or action.reboot is not None:
+        reboot_argv = timeout_value = None
+        if flags.reboot_command is not None:
+            reboot_argv = parsed("--reboot-command", parse_argv, flags.reboot_command)
+        if flags.reboot_timeout is not None:
+            timeout_value = parsed("--reboot-timeout", parse_duration, flags.reboot_timeout)
+        when = flags.reboot or action.reboot or "needed"
+        action = parsed(
+            "--reboot", lambda a: with_reboot(a, when, reboot_argv, timeout_value), action
+        )
+    elif flags.reboot_command is not None or flags.reboot_timeout is not None:
+        raise UsageError("--reboot-command and --reboot-timeout go with --reboot")
     changes["action"] = action
 
     schedule = spec.schedule

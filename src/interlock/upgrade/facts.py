@@ -22,9 +22,9 @@ from interlock.fleet.host_pattern import HostPatternError
 from interlock.fleet.inventory import Host, Inventory
 from interlock.fleet.transport.base import Transport
 from interlock.fleet.transport.fan_out import fan_out
+from interlock.package_version import compare_versions, is_newer
 from interlock.upgrade.recipe import Recipe
 from interlock.upgrade.steps import HELD_DIR
-from interlock.upgrade.version import compare_versions, is_newer
 
 PROBE_TIMEOUT = 600.0
 

@@ -390,6 +390,11 @@ class SshTransport(Transport):
             exit_signal=exit_signal[0] if exit_signal is not None else None,
         )
 
+    async def disconnect(self, host: Host) -> None:
+        conn = self._connections.pop(host.name, None)
+        if conn is not None:
+            conn.close()
+
     async def put_file(self, host: Host, data: bytes, path: str, mode: int = 0o644) -> None:
         result = await self.run(host, put_file_argv(path, len(data), mode), input=data)
         if not result.ok:
