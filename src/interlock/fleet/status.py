@@ -33,6 +33,7 @@ from interlock.host.services.sysv import (
     pidfile_candidates,
     runs_daemon,
 )
+from interlock.host.trusted_file import EVENT_MAX_BYTES
 
 # The probe: "$1" is the marker, "$2" the ledger dir, "$3" interlock's hook dir. Service names
 # come from the ledger files and are checked against a strict pattern before any use. Every
@@ -47,8 +48,8 @@ if [ -d /run/systemd/system ]; then init=systemd; else init=sysv; fi
 echo "$m init"; echo "$init"
 set --
 for f in "$ledger"/*.deferred; do
-  [ -f "$f" ] || continue
-  echo "$m event $f"; cat "$f"; echo
+  [ -f "$f" ] && [ ! -L "$f" ] || continue
+  echo "$m event $f"; head -c __EVENT_READ__ -- "$f"; echo
   set -- "$@" "$f"
 done
 for f in "$hooks"/*.hook; do
@@ -94,7 +95,10 @@ for p in /run/*.pid /run/*/*.pid; do
 done
 # A process that exits mid-read only loses its start time; the probe itself has succeeded.
 exit 0
-""".replace("__PROPS__", " ".join(f"-p {prop}" for prop in PROPERTIES))
+""".replace("__PROPS__", " ".join(f"-p {prop}" for prop in PROPERTIES)).replace(
+    "__EVENT_READ__",
+    str(EVENT_MAX_BYTES + 1),  # one byte more: the parser reports the excess
+)
 
 LEDGER_DIR = "/var/lib/policy-rc.d"
 HOOK_DIR = "/var/lib/interlock/hooks"
