@@ -158,6 +158,19 @@ def test_exotic_yaml_still_falls_back_to_pyyaml_in_the_zipapp(zipapp_gate: GateE
     assert requestors(zipapp_gate) == [("cron", "charm:tagged")]
 
 
+def test_exotic_yaml_is_left_to_pyyaml_only_in_small_files(zipapp_gate: GateEnv) -> None:
+    """Pure-Python PyYAML takes seconds per MiB: a large file must be in the fast subset."""
+    services = "".join(f"  svc-{n}: [restart, stop, try-restart]\n" for n in range(2500))
+    zipapp_gate.write_policy(
+        "charm-big.policy",
+        f"blocked_actions:\n{services}  cron: !!seq [restart]\npolicy_requestor_name: big\n",
+    )
+    zipapp_gate.configure(on_policy_error="allow")
+    stderr = answered(zipapp_gate.run("cron", "restart"), 0)
+    assert "charm-big.policy line 2502: '!' (tags, block scalars and complex keys)" in stderr
+    assert "a full YAML parser reads it only in files up to 64 KiB" in stderr
+
+
 def test_ledger_refuses_an_aliased_event(ledger: Path, tmp_path: Path) -> None:
     (ledger / "charm-laughs.deferred").write_text(laughing_event(6))
     (ledger / "charm-ops.deferred").write_text(EVENT)

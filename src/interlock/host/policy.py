@@ -146,11 +146,14 @@ def _requestor_from_filename(path: str) -> tuple[str, str]:
     return (kind, name) if sep and name else ("unknown", stem)
 
 
+FULL_PARSER_MAX_CHARS = 64 << 10
+
+
 def load_yaml(text: str, path: str) -> object:
     """Parse with the fast reader; fall back to PyYAML (when importable) for exotic YAML.
 
     Anchors and aliases are refused by both, before PyYAML builds anything; so is nesting deep
-    enough to exhaust the interpreter's stack.
+    enough to exhaust the interpreter's stack. The fallback is only for files up to 64 KiB.
     """
     from interlock.host import miniyaml
 
@@ -160,6 +163,14 @@ def load_yaml(text: str, path: str) -> object:
         except miniyaml.RefusedYaml as refused:
             raise FileFormatError(path, refused.message, refused.line) from None
         except miniyaml.UnsupportedYaml as unsupported:
+            if len(text) > FULL_PARSER_MAX_CHARS:
+                # Pure-Python PyYAML (the zipapp's) takes seconds per MiB, on every gate call.
+                raise FileFormatError(
+                    path,
+                    f"{unsupported.message} (a full YAML parser reads it only in files up to "
+                    f"{FULL_PARSER_MAX_CHARS >> 10} KiB)",
+                    unsupported.line,
+                ) from None
             try:
                 import yaml  # noqa: F401 - only to know whether the fallback exists
             except ImportError:
