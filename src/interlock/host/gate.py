@@ -474,12 +474,12 @@ def _deferrals(call: Call, decision: Decision) -> list[DeferredEvent]:
 class Attempt:
     """How far one call got: the fail-safe path finishes what an internal error interrupted."""
 
-    __slots__ = ("call", "config", "record_tried")
+    __slots__ = ("call", "config", "recorded")
 
     def __init__(self) -> None:
         self.call: Call | None = None
         self.config: GateConfig | None = None
-        self.record_tried = False
+        self.recorded = False
 
 
 def run(argv: list[str], config_path: str = CONFIG_PATH, attempt: Attempt | None = None) -> int:
@@ -518,7 +518,6 @@ def run(argv: list[str], config_path: str = CONFIG_PATH, attempt: Attempt | None
     decision = decide(call, policies, problems, config.on_policy_error)
     notes.extend(decision.notes)
     if decision.code == FORBIDDEN:
-        attempt.record_tried = True
         try:
             notes.extend(_record(config, _deferrals(call, decision)))
         except OSError as exc:
@@ -527,6 +526,7 @@ def run(argv: list[str], config_path: str = CONFIG_PATH, attempt: Attempt | None
             message = f"could not record the deferral in {config.ledger_dir}: {exc}"
             warn(message, always=True)
             notes.append(message)
+        attempt.recorded = True  # or said why not; any other error leaves it to the fail-safe
         for blocker in decision.blockers:
             warn(
                 f"{blocker.requested} of {call.service} deferred by "
@@ -600,7 +600,11 @@ def _fail_safe(argv: list[str], config_path: str, attempt: Attempt, exc: Excepti
     Everything here is guarded: no error of ours may reach dpkg as a failed maintainer script.
     """
     code = fail_safe_code(argv)
-    messages = [f"internal error {type(exc).__name__}: {excerpt(str(exc), 200)}; answering {code}"]
+    try:
+        detail = excerpt(str(exc), 200)
+    except Exception:  # noqa: BLE001 - an exception whose text cannot even be made
+        detail = "?"
+    messages = [f"internal error {type(exc).__name__}: {detail}; answering {code}"]
     failed_record = False
     config = attempt.config
     if config is None:
@@ -608,7 +612,7 @@ def _fail_safe(argv: list[str], config_path: str, attempt: Attempt, exc: Excepti
             config = GateConfig.read(config_path)[0]
         except Exception:  # noqa: BLE001 - the defaults still name a ledger and a log
             config = GateConfig()
-    if code == FORBIDDEN and not attempt.record_tried:
+    if code == FORBIDDEN and not attempt.recorded:
         try:
             messages.extend(_record(config, [_fail_safe_event(attempt, argv)]))
         except Exception as record_exc:  # noqa: BLE001
