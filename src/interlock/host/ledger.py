@@ -13,7 +13,10 @@ interlock manages read the same both ways:
 What interlock adds is safety: every read-modify-write holds one lock file in the directory,
 every write is atomic, a repeated deferral refreshes the pending event instead of adding a
 duplicate, and clearing re-reads a file under the lock so it never removes an event that changed
-meanwhile. The gate records through this module, so it stays on the standard library.
+meanwhile. An event file is read only if root alone can change it, up to 64 KiB, without YAML
+anchors or aliases, and with strings where the format has strings; text from another host's
+ledger goes through the same parser and caps. The gate records through this module, so it stays
+on the standard library.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ A policy file names, per service, the actions that must not run during package o
 interlock writes its own policies in the same format (requestor type ``interlock``) and adds two
 optional extensions the charms ignore: the service key ``'*'`` (every service) and
 ``fallback_actions`` (per service, per blocked action, the actions to run instead; the gate answers
-106 with them). This module is on the gate's hot path: it imports only the standard library
+106 with them). A policy file is read only if root alone can change it, up to 1 MiB, without
+YAML anchors or aliases (see `trusted_file`); anything else is a broken policy, handled by the
+gate's fail mode. This module is on the gate's hot path: it imports only the standard library
 modules Python loads at start-up.
 """
 
