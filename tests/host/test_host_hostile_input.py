@@ -496,6 +496,25 @@ def test_hook_records_are_private(tmp_path: Path) -> None:
     assert [h.command for h in store.read()[0]] == [hook.command]
 
 
+def test_a_hook_record_not_roots_alone_is_reported_and_never_returned(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (to give a file another owner)")
+    store = HookStore(tmp_path / "state")
+    kept = store.record("config-changed", ["/bin/true"])
+    planted = store.directory / "00000000000000000000-planted.hook"
+    planted.write_text(
+        json.dumps({"name": "x", "command": ["/bin/sh", "-c", "id"], "timestamp": 0})
+    )
+    os.chown(planted, NOBODY, NOBODY)
+    deep = store.directory / "00000000000000000001-deep.hook"
+    deep.write_text("[" * 100_000)
+    hooks, problems = store.read()
+    assert [hook.path for hook in hooks] == [kept.path]
+    planted_problem, deep_problem = sorted(str(p) for p in problems)
+    assert planted_problem == f"{planted}: owned by uid 65534, not root; not read"
+    assert deep_problem.startswith(f"{deep}: unreadable deferred hook: maximum recursion depth")
+
+
 def test_gate_conf_writable_by_others_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "gate.conf"
     path.write_text("chain = /tmp/anyone-could-put-this-here\n")

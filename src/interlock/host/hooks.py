@@ -83,7 +83,7 @@ class HookStore:
                 continue
             except FileFormatError as exc:
                 problems.append(exc)
-            except (ValueError, KeyError, TypeError, InterlockError) as exc:
+            except (ValueError, KeyError, TypeError, RecursionError, InterlockError) as exc:
                 detail = excerpt(str(exc))
                 problems.append(FileFormatError(str(path), f"unreadable deferred hook: {detail}"))
         hooks.sort(key=lambda hook: (hook.timestamp, hook.path or ""))
