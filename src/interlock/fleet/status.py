@@ -34,6 +34,7 @@ from interlock.host.services.sysv import (
     pidfile_candidates,
     runs_daemon,
 )
+from interlock.host.trusted_file import EVENT_MAX_BYTES
 
 # The probe: "$1" is the marker, "$2" the ledger dir, "$3" interlock's hook dir, "$4" the reboot
 # probe (host/reboot.py: reboot-required, newer kernels), run under its own marker. Service names
@@ -50,8 +51,8 @@ echo "$m init"; echo "$init"
 echo "$m reboot"; sh -c "$4" reboot-need "$m-reboot" / || :
 set --
 for f in "$ledger"/*.deferred; do
-  [ -f "$f" ] || continue
-  echo "$m event $f"; cat "$f"; echo
+  [ -f "$f" ] && [ ! -L "$f" ] || continue
+  echo "$m event $f"; head -c __EVENT_READ__ -- "$f"; echo
   set -- "$@" "$f"
 done
 for f in "$hooks"/*.hook; do
@@ -97,7 +98,10 @@ for p in /run/*.pid /run/*/*.pid; do
 done
 # A process that exits mid-read only loses its start time; the probe itself has succeeded.
 exit 0
-""".replace("__PROPS__", " ".join(f"-p {prop}" for prop in PROPERTIES))
+""".replace("__PROPS__", " ".join(f"-p {prop}" for prop in PROPERTIES)).replace(
+    "__EVENT_READ__",
+    str(EVENT_MAX_BYTES + 1),  # one byte more: the parser reports the excess
+)
 
 LEDGER_DIR = "/var/lib/policy-rc.d"
 HOOK_DIR = "/var/lib/interlock/hooks"

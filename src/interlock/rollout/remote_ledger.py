@@ -10,18 +10,19 @@ from dataclasses import dataclass
 
 from interlock.errors import FileFormatError
 from interlock.host.ledger import DeferredEvent, parse_event
+from interlock.host.trusted_file import EVENT_MAX_BYTES
 
 MARK = "--- interlock ledger file "
 
 LISTING_SCRIPT = r"""
 cd "$1" 2>/dev/null || exit 0
 for f in *.deferred; do
-  [ -f "$f" ] || continue
+  [ -f "$f" ] && [ ! -L "$f" ] || continue
   printf '%s%s/%s\n' "$2" "$1" "$f"
-  cat -- "$f"
+  head -c __EVENT_READ__ -- "$f"
   printf '\n'
 done
-"""
+""".replace("__EVENT_READ__", str(EVENT_MAX_BYTES + 1))  # one byte more: the parser reports it
 
 
 @dataclass(frozen=True)
