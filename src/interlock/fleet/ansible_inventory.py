@@ -8,8 +8,9 @@ Ansible's rules are kept where they decide which hosts and values come out: host
 variables by depth, then priority, then name; `group_vars/` files above the inventory's own group
 variables; host variables above both). `ansible_host`, `ansible_port`, `ansible_user` and
 `ansible_ssh_private_key_file` become the host's address, port, user and key; every other variable
-is kept in `Host.vars`. Templates (`{{ ... }}`) are not evaluated: a connection variable that
-uses one is an error rather than a wrong address.
+is kept in `Inventory.host_vars`, never in the `Host` that plans and journals store. Templates
+(`{{ ... }}`) are not evaluated: a connection variable that uses one is an error rather than a
+wrong address.
 """
 
 from __future__ import annotations
@@ -284,6 +285,7 @@ class _Model:
             return (depths[group], self.priority(group), group)
 
         hosts: dict[str, Host] = {}
+        host_vars: dict[str, Mapping[str, object]] = {}
         default_user = _local_user()
         for name in self.host_order:
             direct = tree.groups_of(name)
@@ -301,9 +303,10 @@ class _Model:
             merged.update(self.host_vars[name])
             merged.update(_vars_files(base / "host_vars", name))
             hosts[name] = self.host(name, merged, tuple(sorted(member_of)), default_user)
+            host_vars[name] = {k: s.value for k, s in merged.items() if k not in CONNECTION_VARS}
         members = tree.members(self.host_order)
         members.pop("all", None)
-        return Inventory(path=str(self.path), hosts=hosts, groups=members)
+        return Inventory(path=str(self.path), hosts=hosts, groups=members, host_vars=host_vars)
 
     def priority(self, group: str) -> int:
         setting = self.group_vars.get(group, {}).get("ansible_group_priority")
@@ -342,7 +345,6 @@ class _Model:
             user=str(login.value) if login else user,
             key=os.path.abspath(os.path.expanduser(str(key.value))) if key else None,
             groups=groups,
-            vars={k: s.value for k, s in settings.items() if k not in CONNECTION_VARS},
         )
 
 

@@ -35,7 +35,11 @@ _LB_KEYS = ("host", "socket", "tcp")
 
 @dataclass(frozen=True)
 class Host:
-    """One machine of the fleet and how to reach it over SSH."""
+    """One machine of the fleet and how to reach it over SSH.
+
+    Only what reaching and scheduling the host needs: hosts are stored in plans and journals,
+    so inventory variables (which hold passwords) stay on the `Inventory`.
+    """
 
     name: str
     address: str
@@ -44,7 +48,6 @@ class Host:
     key: str | None = None
     groups: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
-    vars: Mapping[str, object] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Inventory:
     groups: Mapping[str, tuple[str, ...]]
     loadbalancers: Mapping[str, LoadBalancer] = field(default_factory=dict)
     known_hosts: str | None = None
+    # Each host's variables, for callers that ask by name; never copied into a Host.
+    host_vars: Mapping[str, Mapping[str, object]] = field(default_factory=dict, repr=False)
 
     def select(self, limit: str | None = None) -> list[Host]:
         """The hosts an Ansible-style pattern names, in inventory order; all hosts without one.
@@ -350,6 +355,7 @@ class _InterlockReader:
         parents = tree.parents()
         depths = tree.depths(parents)
         hosts: dict[str, Host] = {}
+        host_vars: dict[str, Mapping[str, object]] = {}
         for name, (spec, line) in specs.items():
             member_of = set(tree.groups_of(name))
             for group in tree.groups_of(name):
@@ -366,14 +372,15 @@ class _InterlockReader:
                 key=self.path_value(spec, "key") or default_key,
                 groups=tuple(sorted(member_of)),
                 labels=self.labels(spec, name),
-                vars=merged,
             )
+            host_vars[name] = merged
         return Inventory(
             path=self.path,
             hosts=hosts,
             groups=tree.members(list(hosts)),
             loadbalancers=self.loadbalancers(data, hosts),
             known_hosts=self.path_value(data, "known_hosts"),
+            host_vars=host_vars,
         )
 
     def read_groups(self, groups_data: MarkedMap, tree: GroupTree) -> dict[str, MarkedMap]:
