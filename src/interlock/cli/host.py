@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from interlock.cli.output import emit_json, table, warn
+from interlock.cli.output import echo, emit_json, table, warn
 from interlock.errors import UsageError
 from interlock.host import apply
 from interlock.host.auto_restarts import blocked_services, set_auto_restarts
@@ -60,7 +60,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(message)
+        echo(message)
         for problem in problems:
             warn(problem)
     return code
@@ -98,7 +98,7 @@ def cmd_show(args: argparse.Namespace) -> int:
                 [(h.name, _age(int(h.timestamp)), " ".join(h.command)) for h in hooks],
             )
         if not view.events and not hooks:
-            print("Nothing deferred.")
+            echo("Nothing deferred.")
     for problem in view.problems + hook_problems:
         warn(str(problem))
     return EXIT_UNREADABLE if view.problems or hook_problems else EXIT_OK
@@ -116,8 +116,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
     else:
         for event in report.cleared:
-            print(f"cleared: {event.service} {event.action} ({event.reason}): it has restarted")
-        print(f"{len(report.cleared)} cleared, {len(report.pending)} still pending")
+            echo(f"cleared: {event.service} {event.action} ({event.reason}): it has restarted")
+        echo(f"{len(report.cleared)} cleared, {len(report.pending)} still pending")
         for error in report.errors:
             warn(error)
     return EXIT_PENDING if report.pending else EXIT_OK
@@ -127,9 +127,9 @@ def _print_restart_report(report: apply.RestartReport) -> None:
     for outcome in report.outcomes:
         mark = "ok  " if outcome.ok else "FAIL"
         cleared = f", cleared {len(outcome.cleared)} event(s)" if outcome.cleared else ""
-        print(f"{mark} {outcome.service}: {outcome.detail}{cleared}")
+        echo(f"{mark} {outcome.service}: {outcome.detail}{cleared}")
     if report.not_attempted:
-        print(f"not attempted (still pending): {', '.join(report.not_attempted)}")
+        echo(f"not attempted (still pending): {', '.join(report.not_attempted)}")
 
 
 def _restart_json(report: apply.RestartReport) -> dict[str, object]:
@@ -155,7 +155,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(_restart_json(report))
     elif not report.outcomes:
-        print("Nothing to restart.")
+        echo("Nothing to restart.")
     else:
         _print_restart_report(report)
     return EXIT_OK if report.ok else EXIT_FAILED
@@ -163,7 +163,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 def cmd_clear(args: argparse.Namespace) -> int:
     events, hooks = apply.clear(paths_of(args), args.services, args.all)
-    print(f"cleared {events} deferred restart(s)" + (f" and {hooks} hook(s)" if args.all else ""))
+    echo(f"cleared {events} deferred restart(s)" + (f" and {hooks} hook(s)" if args.all else ""))
     return EXIT_OK
 
 
@@ -176,11 +176,11 @@ def cmd_auto_restarts(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"auto_restarts": "on" if not blocked else "off", "blocked": blocked})
     elif not blocked:
-        print("Auto restarts are on: package operations may restart services.")
+        echo("Auto restarts are on: package operations may restart services.")
     elif blocked == ["*"]:
-        print("Auto restarts are off for every service: restarts are deferred and recorded.")
+        echo("Auto restarts are off for every service: restarts are deferred and recorded.")
     else:
-        print(f"Auto restarts are off for: {', '.join(blocked)}")
+        echo(f"Auto restarts are off for: {', '.join(blocked)}")
     return EXIT_OK
 
 
@@ -195,7 +195,7 @@ def cmd_hook_run(args: argparse.Namespace) -> int:
     store = HookStore(paths.state_dir)
     if blocked_services(paths.policy_dir):
         hook = store.record(args.name, command)
-        print(f"Auto restarts are off: hook {hook.name} deferred (interlock run-deferred-hooks)")
+        echo(f"Auto restarts are off: hook {hook.name} deferred (interlock run-deferred-hooks)")
         return EXIT_OK
     from interlock.host.hooks import DeferredHook
 
@@ -215,9 +215,9 @@ def cmd_run_deferred_hooks(args: argparse.Namespace) -> int:
         )
     else:
         for hook in report.hooks_run:
-            print(f"ok   hook {hook.name}")
+            echo(f"ok   hook {hook.name}")
         if report.hook_error:
-            print(f"FAIL {report.hook_error}")
+            echo(f"FAIL {report.hook_error}")
         if report.restarts:
             _print_restart_report(report.restarts)
     ok = report.hook_error is None and (report.restarts is None or report.restarts.ok)

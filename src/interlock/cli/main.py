@@ -7,6 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from interlock.cli.output import warn
 from interlock.errors import InterlockError
 
 # Each module registers its sub-commands; handlers import heavy libraries lazily.
@@ -48,10 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.handler(args)
     except InterlockError as exc:
-        print(f"interlock: {exc}", file=sys.stderr)
+        warn(exc)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interlock: interrupted", file=sys.stderr)
+        warn("interrupted")
         return 130
     return result
 

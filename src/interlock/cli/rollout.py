@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from interlock.cli.output import emit_json, table
+from interlock.cli.output import echo, emit_json, table
 from interlock.errors import InterlockError, UsageError
 
 DEFAULT_INVENTORY = "/etc/interlock/inventory.yaml"
@@ -178,7 +178,7 @@ def execute_run(args: argparse.Namespace, journal: Any, run: Any) -> int:
             }
         )
     else:
-        print("\n".join(tally.summary_lines()))
+        echo("\n".join(tally.summary_lines()))
         if outcome.state == "paused":
             print(
                 f"paused: `interlock rollout resume {run.id}` continues, "
@@ -258,10 +258,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(report["counts"].items()))
         executing = " (executing now)" if report["executing"] else ""
-        print(f"run {report['run']}: {report['state']}{executing} — {report['title']}")
-        print(f"started {report['created']}, last change {report['updated']}; hosts: {counts}")
+        echo(f"run {report['run']}: {report['state']}{executing} — {report['title']}")
+        echo(f"started {report['created']}, last change {report['updated']}; hosts: {counts}")
         if report["reason"]:
-            print(f"reason: {report['reason']}")
+            echo(f"reason: {report['reason']}")
         table(
             None,
             ["batch", "stage", "host", "state", "try", "last step", "detail"],

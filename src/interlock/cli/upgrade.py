@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from interlock.cli.output import emit_json, table
+from interlock.cli.output import echo, emit_json, table
 from interlock.cli.rollout import journal_option, output_options
 from interlock.errors import InterlockError, UsageError
 
@@ -145,7 +145,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(plan_document(upgrade))
     else:
-        print(render(upgrade))
+        echo(render(upgrade))
     return 0
 
 
@@ -157,8 +157,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     inventory, upgrade = compiled(args)
     if not args.json:
-        print(render(upgrade))
-        print()
+        echo(render(upgrade))
+        echo()
     if upgrade.plan is None:
         if args.json:
             emit_json({"run": None, "state": "complete", "reason": "nothing to upgrade"})
@@ -205,8 +205,8 @@ def cmd_abort(args: argparse.Namespace) -> int:
         confirm(args, f"Abort upgrade run {run.id} (hosts under way are cleaned up)?")
         bus = EventBus()
         bus.subscribe(TextLog(sys.stderr))
-        print(abort(journal, run, bus))
-        print(
+        echo(abort(journal, run, bus))
+        echo(
             "config management stays paused where the upgrade paused it; the next "
             "`interlock upgrade run` resumes it in its finalize phase"
         )
