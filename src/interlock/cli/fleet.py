@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from interlock.cli.arguments import positive_count, positive_seconds
 from interlock.cli.output import echo, emit_json, table, warn
 from interlock.errors import UsageError
 
@@ -197,8 +198,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "-i", "--inventory", default=DEFAULT_INVENTORY, help="interlock YAML or Ansible inventory"
     )
     parser.add_argument("--limit", help="host pattern: name, group, glob, a:b, a:&b, a:!b")
-    parser.add_argument("--window", type=int, default=24, help="hosts in flight at once")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per host")
+    parser.add_argument("--window", type=positive_count, default=24, help="hosts in flight at once")
+    parser.add_argument("--timeout", type=positive_seconds, default=30.0, help="seconds per host")
     parser.add_argument(
         "--insecure-no-host-key-check",
         action="store_true",

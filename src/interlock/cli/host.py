@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from interlock.cli.arguments import positive_seconds
 from interlock.cli.output import echo, emit_json, table, warn
 from interlock.errors import UsageError
 from interlock.host import apply
@@ -40,7 +41,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     problems = [str(p) for p in view.problems + hook_problems]
     message = status_message(view.events, hooks)
     code = EXIT_UNREADABLE if problems else EXIT_PENDING if (view.events or hooks) else EXIT_OK
-    if args.metrics:
+    if args.metrics is not None:
         from interlock.host.atomic import write_atomic
         from interlock.host.metrics import render_ledger_metrics
 
@@ -280,7 +281,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument("services", nargs="*", metavar="SERVICE")
     p.add_argument("--deferred-only", action="store_true", help="every service with events")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait per service")
+    p.add_argument(
+        "--timeout", type=positive_seconds, default=60.0, help="seconds to wait per service"
+    )
     _json_flag(p)
     p.set_defaults(handler=cmd_restart)
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from interlock.cli.arguments import positive_count
 from interlock.cli.output import echo, emit_json, table
 from interlock.errors import InterlockError, UsageError
 
@@ -501,7 +502,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "  interlock rollout status 20250101-120000-ab12cd --json",
     )
     p.add_argument("run", nargs="?", help="run id (default: the latest run)")
-    p.add_argument("--list", type=int, nargs="?", const=20, metavar="N", help="the last N runs")
+    p.add_argument(
+        "--list", type=positive_count, nargs="?", const=20, metavar="N", help="the last N runs"
+    )
     journal_option(p)
     p.add_argument("--json", action="store_true", help="print JSON for programs")
     p.set_defaults(handler=cmd_status)

@@ -24,6 +24,9 @@ from interlock.fleet.host_pattern import select_hosts
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 RESERVED_GROUPS = frozenset({"all", "ungrouped"})
+# Hosts in one inventory, and named by one host range: more is a mistake (`web[0:99999999]`
+# took 3.2 GB before it was stopped), refused before anything is built.
+MAX_HOSTS = 10_000
 YAML_SUFFIXES = frozenset({".yml", ".yaml", ".json"})
 
 _TOP_KEYS = ("defaults", "known_hosts", "hosts", "groups", "loadbalancers")
@@ -406,6 +409,8 @@ class _InterlockReader:
         hosts_data = self.mapping(data, "hosts", optional=False)
         if not hosts_data:
             raise self.fail("hosts: the inventory defines no hosts", data.line_of("hosts"))
+        if len(hosts_data) > MAX_HOSTS:
+            raise self.fail(f"more than {MAX_HOSTS} hosts in one inventory", data.line_of("hosts"))
         specs: dict[str, tuple[MarkedMap, int]] = {}
         for name, spec in hosts_data.items():
             line = hosts_data.line_of(name)

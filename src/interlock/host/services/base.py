@@ -6,6 +6,8 @@ import abc
 import time
 from dataclasses import dataclass
 
+from interlock.errors import InterlockError
+
 
 @dataclass(frozen=True)
 class ServiceState:
@@ -43,7 +45,7 @@ class ServiceState:
         return False
 
 
-class ServiceError(Exception):
+class ServiceError(InterlockError):
     """A service action failed; the message says which service, what and why."""
 
 
