@@ -6,6 +6,7 @@ import argparse
 
 from interlock.cli.host import paths_of
 from interlock.cli.output import echo, emit_json, table, warn
+from interlock.errors import UsageError
 from interlock.host import gate
 from interlock.host.gate_install import GateInstaller
 from interlock.host.policy import load_policies
@@ -86,8 +87,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     try:
         call = gate.parse_argv([args.service, " ".join(args.actions)])
     except gate.GateUsageError as exc:
-        echo(f"{exc.code}: {exc}")
-        return 1
+        # Not a call the gate would get from invoke-rc.d: nothing to explain.
+        raise UsageError(f"the gate would answer {exc.code}: {exc}") from None
     policies, problems = load_policies(config.policy_dir)
     decision = gate.decide(call, policies, problems, config.on_policy_error)
     if args.json:

@@ -76,9 +76,18 @@ def describe_os_error(exc: OSError) -> str:
     return message
 
 
+def refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An empty value is never meant: `-i ''` would quietly fall back to the default inventory,
+    `--metrics ''` quietly write nothing."""
+    for name, value in sorted(vars(args).items()):
+        if isinstance(value, str) and not value.strip():
+            parser.error(f"argument {name.replace('_', '-')}: an empty value")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    refuse_empty(parser, args)
     try:
         check_root(args.root)
         result: int = args.handler(args)
