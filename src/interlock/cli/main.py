@@ -36,7 +36,8 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a mistake is one line (the usage is one `--help` away), like every error."""
 
     def error(self, message: str) -> NoReturn:
-        warn(f"{self.prog.removeprefix('interlock').strip() or 'usage'}: {message} (see --help)")
+        command = self.prog.removeprefix("interlock").strip()
+        warn(f"{command + ': ' if command else ''}{message} (see --help)")
         raise SystemExit(UsageError.exit_code)
 
 
