@@ -164,3 +164,16 @@ def test_rollout_progress_and_log_show_details_as_text() -> None:
     TextLog(log)(failed)
     assert_inert(log.getvalue())
     assert "\\x1b]0;owned\\x07" in log.getvalue()
+
+
+def test_rollout_plan_shows_commands_as_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("hosts:\n  h1: {address: 127.0.0.1}\n")
+    command = "echo '\x1b]0;owned\x07[link=https://evil.example/]x[/link]'"
+    argv = ["rollout", "plan", "-i", str(inventory), "--transport", "local", "--command", command]
+    assert main(argv) == 0
+    shown = capsys.readouterr().out
+    assert_inert(shown)
+    assert "\\x1b]0;owned\\x07[link=https://evil.example/]x[/link]" in shown

@@ -90,7 +90,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(encode(plan))
     else:
-        print(plan)
+        echo(plan)
     return EXIT_COMPLETE
 
 
@@ -194,7 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec, inventory, plan = plan_from_args(args)
     if not args.json:
-        print(plan)
+        echo(plan)
         print()
     confirm(args, "Run this plan?")
     with open_journal(args) as journal:
