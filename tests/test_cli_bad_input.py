@@ -285,3 +285,16 @@ def test_a_range_within_the_cap_still_expands(tmp_path: Path) -> None:
     path = tmp_path / "hosts.ini"
     path.write_text("[web]\nweb[0001:9999]\n")
     assert len(load_inventory(path).hosts) == 9999
+
+
+def test_an_inventory_that_is_no_regular_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "inventory.yaml"
+    os.mkfifo(fifo)
+    child = subprocess.run(
+        [sys.executable, "-c", LOAD_CAPPED, str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=60,  # reading the FIFO would block here for ever
+        check=False,
+    )
+    assert json.loads(child.stdout)["message"] == f"{fifo}: not a regular file"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ RESERVED_GROUPS = frozenset({"all", "ungrouped"})
 # Hosts in one inventory, and named by one host range: more is a mistake (`web[0:99999999]`
 # took 3.2 GB before it was stopped), refused before anything is built.
 MAX_HOSTS = 10_000
+MAX_FILE_BYTES = 16 * 2**20
 YAML_SUFFIXES = frozenset({".yml", ".yaml", ".json"})
 
 _TOP_KEYS = ("defaults", "known_hosts", "hosts", "groups", "loadbalancers")
@@ -109,7 +111,14 @@ _INTERLOCK_MARK_RE = re.compile(r"^hosts:", re.MULTILINE)
 
 
 def read_text(path: Path) -> str:
+    """A file's text, refused when it is no regular file (a FIFO would block forever) or is
+    larger than any inventory or variables file is."""
     try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise FileFormatError(str(path), "not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise FileFormatError(str(path), f"larger than {MAX_FILE_BYTES // 2**20} MiB")
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise FileFormatError(str(path), f"not UTF-8 text: {exc.reason}") from None
