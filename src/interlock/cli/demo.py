@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from interlock.cli.arguments import positive_count
 from interlock.errors import InterlockError
 
 
@@ -43,5 +44,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="the main job on a lab of real hosts: deferred restarts paid back under load with "
         "0 failed requests (about a minute)",
     )
-    p.add_argument("--hosts", type=int, default=8, help="lab size (3 controllers, 1 lb, computes)")
+    p.add_argument(
+        "--hosts", type=positive_count, default=8, help="lab size (3 controllers, 1 lb, computes)"
+    )
     p.set_defaults(handler=cmd_lab)

@@ -6,7 +6,8 @@ import argparse
 import subprocess
 import time
 
-from interlock.cli.output import emit_json, table, warn
+from interlock.cli.arguments import positive_seconds, seconds_or_zero
+from interlock.cli.output import echo, emit_json, table, warn
 from interlock.errors import UsageError
 from interlock.host import apply
 from interlock.host.auto_restarts import blocked_services, set_auto_restarts
@@ -53,7 +54,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     message = with_reboot(status_message(view.events, hooks), reboot.message() if reboot else "")
     owed = view.events or hooks or (reboot is not None and reboot.needed)
     code = EXIT_UNREADABLE if problems else EXIT_PENDING if owed else EXIT_OK
-    if args.metrics:
+    if args.metrics is not None:
         from interlock.host.atomic import write_atomic
         from interlock.host.metrics import render_ledger_metrics
 
@@ -78,7 +79,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             }
         )
     else:
-        print(message)
+        echo(message)
         for problem in problems:
             warn(problem)
     return code
@@ -119,9 +120,9 @@ def cmd_show(args: argparse.Namespace) -> int:
                 [(h.name, _age(int(h.timestamp)), " ".join(h.command)) for h in hooks],
             )
         if not view.events and not hooks:
-            print("Nothing deferred.")
+            echo("Nothing deferred.")
         if reboot is not None and reboot.needed:
-            print(reboot.message())
+            echo(reboot.message())
     for problem in [*map(str, view.problems + hook_problems), *reboot_problems]:
         warn(problem)
     return EXIT_UNREADABLE if view.problems or hook_problems else EXIT_OK
@@ -140,8 +141,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
     else:
         for event in report.cleared:
-            print(f"cleared: {event.service} {event.action} ({event.reason}): it has restarted")
-        print(f"{len(report.cleared)} cleared, {len(report.pending)} still pending")
+            echo(f"cleared: {event.service} {event.action} ({event.reason}): it has restarted")
+        echo(f"{len(report.cleared)} cleared, {len(report.pending)} still pending")
         for error in report.errors:
             warn(error)
         for unit in report.missing:
@@ -166,9 +167,9 @@ def _print_restart_report(report: apply.RestartReport) -> None:
     for outcome in report.outcomes:
         mark = RESTART_MARKS[outcome.status]
         cleared = f", cleared {len(outcome.cleared)} event(s)" if outcome.cleared else ""
-        print(f"{mark} {outcome.service}: {outcome.detail}{cleared}")
+        echo(f"{mark} {outcome.service}: {outcome.detail}{cleared}")
     if report.not_attempted:
-        print(f"not attempted (still pending): {', '.join(report.not_attempted)}")
+        echo(f"not attempted (still pending): {', '.join(report.not_attempted)}")
 
 
 def _restart_json(report: apply.RestartReport) -> dict[str, object]:
@@ -203,7 +204,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(_restart_json(report))
     elif not report.outcomes:
-        print("Nothing to restart.")
+        echo("Nothing to restart.")
     else:
         _print_restart_report(report)
     return EXIT_OK if report.ok else EXIT_FAILED
@@ -211,7 +212,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 def cmd_clear(args: argparse.Namespace) -> int:
     events, hooks = apply.clear(paths_of(args), args.services, args.all)
-    print(f"cleared {events} deferred restart(s)" + (f" and {hooks} hook(s)" if args.all else ""))
+    echo(f"cleared {events} deferred restart(s)" + (f" and {hooks} hook(s)" if args.all else ""))
     return EXIT_OK
 
 
@@ -224,11 +225,11 @@ def cmd_auto_restarts(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"auto_restarts": "on" if not blocked else "off", "blocked": blocked})
     elif not blocked:
-        print("Auto restarts are on: package operations may restart services.")
+        echo("Auto restarts are on: package operations may restart services.")
     elif blocked == ["*"]:
-        print("Auto restarts are off for every service: restarts are deferred and recorded.")
+        echo("Auto restarts are off for every service: restarts are deferred and recorded.")
     else:
-        print(f"Auto restarts are off for: {', '.join(blocked)}")
+        echo(f"Auto restarts are off for: {', '.join(blocked)}")
     return EXIT_OK
 
 
@@ -243,7 +244,7 @@ def cmd_hook_run(args: argparse.Namespace) -> int:
     store = HookStore(paths.state_dir)
     if blocked_services(paths.policy_dir):
         hook = store.record(args.name, command)
-        print(f"Auto restarts are off: hook {hook.name} deferred (interlock run-deferred-hooks)")
+        echo(f"Auto restarts are off: hook {hook.name} deferred (interlock run-deferred-hooks)")
         return EXIT_OK
     from interlock.host.hooks import DeferredHook
 
@@ -263,9 +264,9 @@ def cmd_run_deferred_hooks(args: argparse.Namespace) -> int:
         )
     else:
         for hook in report.hooks_run:
-            print(f"ok   hook {hook.name}")
+            echo(f"ok   hook {hook.name}")
         if report.hook_error:
-            print(f"FAIL {report.hook_error}")
+            echo(f"FAIL {report.hook_error}")
         if report.restarts:
             _print_restart_report(report.restarts)
     ok = report.hook_error is None and (report.restarts is None or report.restarts.ok)
@@ -345,10 +346,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument("services", nargs="*", metavar="SERVICE")
     p.add_argument("--deferred-only", action="store_true", help="every service with events")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait per service")
+    p.add_argument(
+        "--timeout", type=positive_seconds, default=60.0, help="seconds to wait per service"
+    )
     p.add_argument(
         "--settle",
-        type=float,
+        type=seconds_or_zero,
         default=DEFAULT_SETTLE,
         metavar="SECONDS",
         help=f"how long a new instance must stay up to count (default {DEFAULT_SETTLE:g})",

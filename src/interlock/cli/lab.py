@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from interlock.errors import UsageError
 from interlock.lab.lab import Lab, UpReport, require_root
-from interlock.lab.spec import DEFAULT_DIR, DEFAULT_NAME, DEFAULT_SUBNET, LabHost
+from interlock.lab.spec import DEFAULT_DIR, DEFAULT_NAME, DEFAULT_SUBNET, LabHost, LabSpec
 from interlock.lab.status import LabStatus
 
 UP_EPILOG = """\
@@ -113,7 +114,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _location(parser: argparse.ArgumentParser, *, subnet: bool) -> None:
     parser.add_argument(
         "--dir",
-        type=Path,
+        type=lab_directory,
         default=DEFAULT_DIR,
         help=f"lab directory (state, keys, inventory; default {DEFAULT_DIR})",
     )
@@ -129,6 +130,21 @@ def _location(parser: argparse.ArgumentParser, *, subnet: bool) -> None:
             metavar="CIDR",
             help=f"the lab's network (default {DEFAULT_SUBNET}; the bridge has its first address)",
         )
+
+
+def lab_directory(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a directory, not an empty string")
+    return Path(text)
+
+
+def _existing(args: argparse.Namespace) -> Lab:
+    """The lab down and status act on: its name checked (it selects namespaces and links to
+    remove by prefix) and its directory there, before anything is looked at."""
+    LabSpec(directory=args.dir, name=args.name)
+    if not args.dir.is_dir():
+        raise UsageError(f"--dir {args.dir}: no such directory")
+    return Lab(args.dir, name=args.name)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -149,7 +165,7 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     require_root()
-    report = Lab(args.dir, name=args.name).down()
+    report = _existing(args).down()
     if not report.found:
         print(f"no lab in {args.dir} (nothing named {args.name}-* either)")
         return 0
@@ -162,7 +178,7 @@ def _down(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     require_root()
-    lab = Lab(args.dir, name=args.name)
+    lab = _existing(args)
     status = lab.status()
     if args.json:
         print(json.dumps(status_document(lab, status), indent=2))

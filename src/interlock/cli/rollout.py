@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from interlock.cli.output import emit_json, table
+from interlock.cli.arguments import positive_count
+from interlock.cli.output import echo, emit_json, table
 from interlock.errors import InterlockError, UsageError
 
 DEFAULT_INVENTORY = "/etc/interlock/inventory.yaml"
@@ -92,7 +93,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(encode(plan))
     else:
-        print(plan)
+        echo(plan)
     return EXIT_COMPLETE
 
 
@@ -181,7 +182,7 @@ def execute_run(args: argparse.Namespace, journal: Any, run: Any) -> int:
             }
         )
     else:
-        print("\n".join(tally.summary_lines()))
+        echo("\n".join(tally.summary_lines()))
         if outcome.state == "paused":
             print(
                 f"paused: `interlock rollout resume {run.id}` continues, "
@@ -196,7 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec, inventory, plan = plan_from_args(args)
     if not args.json:
-        print(plan)
+        echo(plan)
         print()
     confirm(args, "Run this plan?")
     with open_journal(args) as journal:
@@ -261,10 +262,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(report["counts"].items()))
         executing = " (executing now)" if report["executing"] else ""
-        print(f"run {report['run']}: {report['state']}{executing} — {report['title']}")
-        print(f"started {report['created']}, last change {report['updated']}; hosts: {counts}")
+        echo(f"run {report['run']}: {report['state']}{executing} — {report['title']}")
+        echo(f"started {report['created']}, last change {report['updated']}; hosts: {counts}")
         if report["reason"]:
-            print(f"reason: {report['reason']}")
+            echo(f"reason: {report['reason']}")
         table(
             None,
             ["batch", "stage", "host", "state", "try", "last step", "detail"],
@@ -519,7 +520,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "  interlock rollout status 20250101-120000-ab12cd --json",
     )
     p.add_argument("run", nargs="?", help="run id (default: the latest run)")
-    p.add_argument("--list", type=int, nargs="?", const=20, metavar="N", help="the last N runs")
+    p.add_argument(
+        "--list", type=positive_count, nargs="?", const=20, metavar="N", help="the last N runs"
+    )
     journal_option(p)
     p.add_argument("--json", action="store_true", help="print JSON for programs")
     p.set_defaults(handler=cmd_status)

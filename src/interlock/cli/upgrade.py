@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from interlock.cli.output import emit_json, table
+from interlock.cli.arguments import positive_count
+from interlock.cli.output import echo, emit_json, table
 from interlock.cli.rollout import journal_option, output_options
 from interlock.errors import InterlockError, UsageError
 
@@ -145,7 +146,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(plan_document(upgrade))
     else:
-        print(render(upgrade))
+        echo(render(upgrade))
     return 0
 
 
@@ -157,8 +158,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     inventory, upgrade = compiled(args)
     if not args.json:
-        print(render(upgrade))
-        print()
+        echo(render(upgrade))
+        echo()
     if upgrade.plan is None:
         if args.json:
             emit_json({"run": None, "state": "complete", "reason": "nothing to upgrade"})
@@ -205,8 +206,8 @@ def cmd_abort(args: argparse.Namespace) -> int:
         confirm(args, f"Abort upgrade run {run.id} (hosts under way are cleaned up)?")
         bus = EventBus()
         bus.subscribe(TextLog(sys.stderr))
-        print(abort(journal, run, bus))
-        print(
+        echo(abort(journal, run, bus))
+        echo(
             "config management stays paused where the upgrade paused it; the next "
             "`interlock upgrade run` resumes it in its finalize phase"
         )
@@ -226,7 +227,9 @@ def _target_options(p: argparse.ArgumentParser, *, facts: bool) -> None:
         default="ssh",
         help="reach hosts over SSH (default), or run every host's commands on this machine",
     )
-    p.add_argument("--window", type=int, default=24, metavar="N", help="hosts probed at once")
+    p.add_argument(
+        "--window", type=positive_count, default=24, metavar="N", help="hosts probed at once"
+    )
     if facts:
         p.add_argument(
             "--facts",
@@ -330,7 +333,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         epilog="examples:\n  interlock upgrade status\n  interlock upgrade status --list",
     )
     p.add_argument("run", nargs="?", help="run id (default: the latest run)")
-    p.add_argument("--list", type=int, nargs="?", const=20, metavar="N", help="the last N runs")
+    p.add_argument(
+        "--list", type=positive_count, nargs="?", const=20, metavar="N", help="the last N runs"
+    )
     journal_option(p)
     p.add_argument("--json", action="store_true", help="print JSON for programs")
     p.set_defaults(handler=cmd_status)

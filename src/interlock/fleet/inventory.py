@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,10 @@ from interlock.fleet.host_pattern import select_hosts
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 RESERVED_GROUPS = frozenset({"all", "ungrouped"})
+# Hosts in one inventory, and named by one host range: more is a mistake (`web[0:99999999]`
+# took 3.2 GB before it was stopped), refused before anything is built.
+MAX_HOSTS = 10_000
+MAX_FILE_BYTES = 16 * 2**20
 YAML_SUFFIXES = frozenset({".yml", ".yaml", ".json"})
 
 _TOP_KEYS = ("defaults", "known_hosts", "hosts", "groups", "loadbalancers")
@@ -35,7 +40,11 @@ _LB_KEYS = ("host", "socket", "tcp")
 
 @dataclass(frozen=True)
 class Host:
-    """One machine of the fleet and how to reach it over SSH."""
+    """One machine of the fleet and how to reach it over SSH.
+
+    Only what reaching and scheduling the host needs: hosts are stored in plans and journals,
+    so inventory variables (which hold passwords) stay on the `Inventory`.
+    """
 
     name: str
     address: str
@@ -44,7 +53,6 @@ class Host:
     key: str | None = None
     groups: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
-    vars: Mapping[str, object] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,8 @@ class Inventory:
     groups: Mapping[str, tuple[str, ...]]
     loadbalancers: Mapping[str, LoadBalancer] = field(default_factory=dict)
     known_hosts: str | None = None
+    # Each host's variables, for callers that ask by name; never copied into a Host.
+    host_vars: Mapping[str, Mapping[str, object]] = field(default_factory=dict, repr=False)
 
     def select(self, limit: str | None = None) -> list[Host]:
         """The hosts an Ansible-style pattern names, in inventory order; all hosts without one.
@@ -101,7 +111,14 @@ _INTERLOCK_MARK_RE = re.compile(r"^hosts:", re.MULTILINE)
 
 
 def read_text(path: Path) -> str:
+    """A file's text, refused when it is no regular file (a FIFO would block forever) or is
+    larger than any inventory or variables file is."""
     try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise FileFormatError(str(path), "not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise FileFormatError(str(path), f"larger than {MAX_FILE_BYTES // 2**20} MiB")
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise FileFormatError(str(path), f"not UTF-8 text: {exc.reason}") from None
@@ -350,6 +367,7 @@ class _InterlockReader:
         parents = tree.parents()
         depths = tree.depths(parents)
         hosts: dict[str, Host] = {}
+        host_vars: dict[str, Mapping[str, object]] = {}
         for name, (spec, line) in specs.items():
             member_of = set(tree.groups_of(name))
             for group in tree.groups_of(name):
@@ -366,14 +384,15 @@ class _InterlockReader:
                 key=self.path_value(spec, "key") or default_key,
                 groups=tuple(sorted(member_of)),
                 labels=self.labels(spec, name),
-                vars=merged,
             )
+            host_vars[name] = merged
         return Inventory(
             path=self.path,
             hosts=hosts,
             groups=tree.members(list(hosts)),
             loadbalancers=self.loadbalancers(data, hosts),
             known_hosts=self.path_value(data, "known_hosts"),
+            host_vars=host_vars,
         )
 
     def read_groups(self, groups_data: MarkedMap, tree: GroupTree) -> dict[str, MarkedMap]:
@@ -399,6 +418,8 @@ class _InterlockReader:
         hosts_data = self.mapping(data, "hosts", optional=False)
         if not hosts_data:
             raise self.fail("hosts: the inventory defines no hosts", data.line_of("hosts"))
+        if len(hosts_data) > MAX_HOSTS:
+            raise self.fail(f"more than {MAX_HOSTS} hosts in one inventory", data.line_of("hosts"))
         specs: dict[str, tuple[MarkedMap, int]] = {}
         for name, spec in hosts_data.items():
             line = hosts_data.line_of(name)

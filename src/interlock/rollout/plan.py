@@ -542,5 +542,8 @@ def decode(data: Any) -> Any:
         cls = _RECORDS.get(str(name))
         if cls is None:
             raise ValueError(f"unknown record type {name!r} in a stored plan")
-        return cls(**{key: decode(item) for key, item in data.items() if key != "@"})
+        try:
+            return cls(**{key: decode(item) for key, item in data.items() if key != "@"})
+        except TypeError as exc:  # a field this version does not have, or lacks
+            raise ValueError(f"stored {name} does not match this version: {exc}") from None
     return data

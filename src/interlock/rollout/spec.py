@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 import shlex
 import string
@@ -214,8 +215,19 @@ def parse_duration(value: object) -> float:
                 ) from None
             scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
             seconds = sum(float(number) * scale[unit] for number, unit in parts)
+    if not math.isfinite(seconds):
+        raise ValueError(f"expected a finite duration, not {value!r}")
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative: {value!r}")
+    return seconds
+
+
+def parse_period(value: object) -> float:
+    """A timeout, an interval or a deadline: a duration longer than 0 (0 would spin or expire
+    before anything could answer)."""
+    seconds = parse_duration(value)
+    if seconds == 0:
+        raise ValueError(f"must be longer than 0, not {value!r}")
     return seconds
 
 
@@ -428,7 +440,7 @@ class _SpecReader(MarkedReader):
             )
         timeout = 120.0
         if "timeout" in section:
-            timeout = float(self.value(section, "timeout", parse_duration, "action"))
+            timeout = float(self.value(section, "timeout", parse_period, "action"))
         if "check" in section and kinds != ["command"]:
             raise self.fail("action.check goes with action.command", section.line_of("check"))
         if "via" in section:
@@ -745,7 +757,7 @@ class _SpecReader(MarkedReader):
             changes["probes"] = self.probes(section, "checks", pre=True)
         for key in ("interval", "timeout"):
             if key in section:
-                changes[key] = self.value(section, key, parse_duration, "pre_gates")
+                changes[key] = self.value(section, key, parse_period, "pre_gates")
         return dataclasses.replace(gates, **changes)
 
     def post_gates(self, data: MarkedMap) -> PostGateSpec:
@@ -768,7 +780,8 @@ class _SpecReader(MarkedReader):
             changes["passes"] = passes
         for key in ("interval", "deadline", "soak"):
             if key in section:
-                changes[key] = self.value(section, key, parse_duration, "post_gates")
+                parse = parse_duration if key == "soak" else parse_period
+                changes[key] = self.value(section, key, parse, "post_gates")
         return dataclasses.replace(PostGateSpec(), **changes)
 
 
@@ -889,7 +902,7 @@ def apply_flags(spec: RolloutSpec, flags: SpecFlags) -> RolloutSpec:
         action = dataclasses.replace(action, check=parsed("--check", parse_argv, flags.check))
     if flags.action_timeout is not None:
         action = dataclasses.replace(
-            action, timeout=parsed("--action-timeout", parse_duration, flags.action_timeout)
+            action, timeout=parsed("--action-timeout", parse_period, flags.action_timeout)
         )
     if flags.reboot is not None or action.reboot is not None:
         reboot_argv = timeout_value = None
@@ -974,7 +987,8 @@ def apply_flags(spec: RolloutSpec, flags: SpecFlags) -> RolloutSpec:
         ("--soak", "soak", flags.soak),
     ):
         if value is not None:
-            timing: dict[str, Any] = {name: parsed(flag, parse_duration, value)}
+            parse = parse_duration if name == "soak" else parse_period
+            timing: dict[str, Any] = {name: parsed(flag, parse, value)}
             post = dataclasses.replace(post, **timing)
     if flags.restarted_gate is not None:
         post = dataclasses.replace(post, restarted=flags.restarted_gate)
@@ -988,7 +1002,7 @@ def apply_flags(spec: RolloutSpec, flags: SpecFlags) -> RolloutSpec:
         )
     if flags.pre_gate_timeout is not None:
         pre = dataclasses.replace(
-            pre, timeout=parsed("--pre-gate-timeout", parse_duration, flags.pre_gate_timeout)
+            pre, timeout=parsed("--pre-gate-timeout", parse_period, flags.pre_gate_timeout)
         )
     changes["pre_gates"] = pre
     if flags.failure_budget is not None:

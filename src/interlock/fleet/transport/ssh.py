@@ -20,6 +20,7 @@ import ipaddress
 import posixpath
 import shlex
 import socket
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -102,6 +103,12 @@ class _Client(asyncssh.SSHClient):
             self._on_lost(self._conn)
 
 
+INSECURE_WARNING = (
+    "interlock: WARNING: SSH host keys are NOT checked (--insecure-no-host-key-check): "
+    "anyone on the network path can impersonate these hosts"
+)
+
+
 class SshTransport(Transport):
     """Commands and files on inventory hosts over SSH.
 
@@ -126,6 +133,9 @@ class SshTransport(Transport):
             raise UsageError("connect_attempts and max_connections must be at least 1")
         self.known_hosts_path = str(Path(known_hosts or DEFAULT_KNOWN_HOSTS).expanduser())
         self.check_host_keys = check_host_keys
+        if not check_host_keys:
+            # Said by the transport itself, so no caller can switch checking off quietly.
+            print(INSECURE_WARNING, file=sys.stderr)
         self.connect_timeout = connect_timeout
         self.connect_attempts = connect_attempts
         self.retry_delay = retry_delay

@@ -6,6 +6,8 @@ import abc
 import time
 from dataclasses import dataclass
 
+from interlock.errors import InterlockError
+
 
 @dataclass(frozen=True)
 class ServiceState:
@@ -53,7 +55,7 @@ START_TIME_JITTER = 0.05
 DEFAULT_SETTLE = 2.0
 
 
-class ServiceError(Exception):
+class ServiceError(InterlockError):
     """A service action failed; the message says which service, what and why."""
 
 
