@@ -20,6 +20,8 @@ GROUP_MODULES: tuple[str, ...] = (
     "upgrade",
     "lab",
     "demo",
+    "slots",
+    "fleetlock",
 )
 
 
