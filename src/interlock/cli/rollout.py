@@ -203,6 +203,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with open_journal(args) as journal:
         settings = settings_for(spec, inventory)
         settings["coordination"] = args.coordination or settings["coordination"]
+        from interlock.cli.slots import check_reachable
+
+        check_reachable(settings["coordination"])  # before the run exists: an error changes nothing
         run = start_run(journal, plan, settings, again=args.again)
         if not args.json:
             print(f"run {run.id} (journal {journal.path})", file=sys.stderr)

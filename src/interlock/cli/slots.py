@@ -36,6 +36,19 @@ def chosen_coordination(args: argparse.Namespace) -> Any:
     return open_coordination(check_coordination(text))
 
 
+def check_reachable(text: str | None) -> None:
+    """CoordinationError (one line) unless the store named answers; local always does."""
+    if not text or text == "local":
+        return
+
+    async def ask(store: Any) -> None:
+        await store.holdings()
+
+    from interlock.coordination.selection import check_coordination
+
+    asyncio.run(_with_store(check_coordination(text), ask))
+
+
 def _store(text: str) -> Any:
     from interlock.coordination.etcd import EtcdClient, parse_url
     from interlock.coordination.etcd_slots import SlotStore
