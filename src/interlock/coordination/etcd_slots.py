@@ -341,11 +341,15 @@ class EtcdCoordination(Coordination):
         self.notify(f"coordination lost: {reason}; starting no host until etcd answers again")
 
     async def _recover(self) -> None:
+        old = self.lease
         try:
             await self._new_lease()
             for holding, groups in list(self.held.values()):
                 # These hosts are disrupted already: record them truthfully, even over a limit.
                 await self.store.try_acquire(holding, groups, self.lease, over_limit=True)
+            # What still hangs on the old lease (slots whose release failed meanwhile) goes now.
+            with contextlib.suppress(EtcdError):
+                await self.client.revoke(old)
         except (EtcdUnavailable, EtcdError):
             return
         self.lost = None
