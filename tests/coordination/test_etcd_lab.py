@@ -162,6 +162,17 @@ def test_a_killed_operators_slot_is_kept_until_its_lease_expires(
     wait_until(lambda: bool(disruptions(lab)["cmp1"]), "alice to disrupt cmp1", timeout=60)
     bob.run("cmp2", url + "?ttl=3")
     wait_until(lambda: "waiting for a slot" in bob.output(), "bob to wait", timeout=60)
+    # Bob's status shows who holds what, whoever it is.
+    status = subprocess.run(
+        [*CLI, "rollout", "status", "--coordination", url, "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "XDG_STATE_HOME": str(bob.state)},
+    )  # fmt: skip
+    holdings = json.loads(status.stdout)["holdings"]
+    assert [(h["group"], h["host"], h["kind"], h["live"]) for h in holdings] == [
+        ("role=compute", "cmp1", "rollout", True)
+    ]
+    assert holdings[0]["run"] != json.loads(status.stdout)["run"]  # alice's run, not bob's
     assert alice.process is not None
     alice.process.send_signal(signal.SIGKILL)
     alice.wait()

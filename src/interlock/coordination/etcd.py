@@ -162,8 +162,9 @@ class EtcdClient:
         """POST `body` to `path` on the first member that answers; EtcdUnavailable if none."""
         problems: list[str] = []
         count = len(self.url.endpoints)
+        first = self.preferred  # other calls may move it meanwhile: try each member once
         for offset in range(count):
-            index = (self.preferred + offset) % count
+            index = (first + offset) % count
             endpoint = self.url.endpoints[index]
             try:
                 async with asyncio.timeout(self.timeout):

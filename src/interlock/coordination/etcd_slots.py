@@ -285,6 +285,9 @@ class EtcdCoordination(Coordination):
         self.lost: str | None = None
         self.regained = asyncio.Event()
         self.held: dict[str, tuple[Holding, tuple[Group, ...]]] = {}
+        # Released by the executor but not yet in etcd (it did not answer): retried until it does,
+        # since our live lease would otherwise keep them, and count them against us, forever.
+        self.unreleased: dict[str, tuple[Holding, tuple[Group, ...]]] = {}
         self.run = ""
         self.kind = ""
         self.what = ""
@@ -334,6 +337,7 @@ class EtcdCoordination(Coordination):
                 self._lose("the lease expired (slots may have been taken by others)")
                 continue
             last_ok = time.monotonic()
+            await self._release_pending()
 
     def _lose(self, reason: str) -> None:
         self.lost = reason
@@ -350,6 +354,7 @@ class EtcdCoordination(Coordination):
             # What still hangs on the old lease (slots whose release failed meanwhile) goes now.
             with contextlib.suppress(EtcdError):
                 await self.client.revoke(old)
+            self.unreleased.clear()  # they hung on the old lease
         except (EtcdUnavailable, EtcdError):
             return
         self.lost = None
@@ -360,6 +365,7 @@ class EtcdCoordination(Coordination):
         me = holder_id(self.run, host)
         wanted = Holding("", 0, me, self.run, host, self.kind, self.actor, time.time())
         while True:
+            await self._release_pending()
             if self.lost is not None:
                 report(f"coordination lost: {self.lost}")
                 with contextlib.suppress(TimeoutError):
@@ -384,12 +390,19 @@ class EtcdCoordination(Coordination):
         entry = self.held.pop(host, None)
         if entry is None:
             return
-        holding, groups = entry
-        try:
-            await self.store.release(host, [g.key for g in groups], holding.holder)
-        except (EtcdUnavailable, EtcdError) as exc:
-            # The lease ends them anyway when this actor stops renewing it.
-            self.notify(f"could not release {host}'s slots now ({exc}); they expire with the lease")
+        self.unreleased[host] = entry
+        if not await self._release_pending():
+            self.notify(f"could not release {host}'s slots yet: etcd does not answer; retrying")
+
+    async def _release_pending(self) -> bool:
+        """Release what is waiting to be; False if etcd did not answer."""
+        for host, (holding, groups) in list(self.unreleased.items()):
+            try:
+                await self.store.release(host, [g.key for g in groups], holding.holder)
+            except (EtcdUnavailable, EtcdError):
+                return False
+            self.unreleased.pop(host, None)
+        return True
 
     async def holdings(self) -> list[Holding]:
         try:
