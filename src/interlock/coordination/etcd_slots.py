@@ -196,12 +196,13 @@ class SlotStore:
             # Someone changed a group or the host in between: read again.
 
     async def release(self, host: str, groups: Sequence[str], me: str) -> None:
-        ops = [_delete(slot_key(group, me)) for group in groups]
-        await self.client.txn([], ops)
-        # The host key only if it is still ours (after a lost lease it may be someone else's).
+        """One transaction: our slots go; the host key too if it is still ours (after a lost
+        lease it may be someone else's)."""
+        slots = [_delete(slot_key(group, me)) for group in groups]
         await self.client.txn(
             [{"key": b64(host_key(host)), "target": "VALUE", "result": "EQUAL", "value": b64(me)}],
-            [_delete(host_key(host))],
+            [*slots, _delete(host_key(host))],
+            slots,
         )
 
     async def holdings(self) -> list[Holding]:
