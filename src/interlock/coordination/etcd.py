@@ -135,6 +135,17 @@ def key_values(response: dict[str, Any]) -> list[KeyValue]:
     ]
 
 
+def keepalive_ttl(answer: dict[str, Any]) -> int:
+    """A keepalive's new TTL; the gateway leaves TTL out (0) when the lease no longer exists."""
+    result = answer.get("result", {})
+    return int(result.get("TTL", 0)) if isinstance(result, dict) else 0
+
+
+def txn_succeeded(answer: dict[str, Any]) -> bool:
+    """Whether a transaction's compares held (`succeeded` is left out when false)."""
+    return answer.get("succeeded") is True
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -205,7 +216,7 @@ class EtcdClient:
                 + payload
             )
             await conn.writer.drain()
-            status, keep, data = await _read_response(conn.reader)
+            status, keep, data = await read_response(conn.reader)
         except BaseException:
             conn.close()
             raise
@@ -240,7 +251,7 @@ class EtcdClient:
         answer = await self.call(
             "/v3/kv/txn", {"compare": compare, "success": success, "failure": failure or []}
         )
-        return bool(answer.get("succeeded", False)), answer
+        return txn_succeeded(answer), answer
 
     async def put(self, key: str, value: bytes | str, lease: int = 0) -> None:
         body: dict[str, Any] = {"key": b64(key), "value": b64(value)}
@@ -263,9 +274,7 @@ class EtcdClient:
 
     async def keepalive(self, lease: int) -> int:
         """Renew the lease; its new TTL, or 0 when it has already expired."""
-        answer = await self.call("/v3/lease/keepalive", {"ID": str(lease)})
-        result = answer.get("result", {})
-        return int(result.get("TTL", 0))
+        return keepalive_ttl(await self.call("/v3/lease/keepalive", {"ID": str(lease)}))
 
     async def revoke(self, lease: int) -> None:
         await self.call("/v3/lease/revoke", {"ID": str(lease)})
@@ -276,7 +285,7 @@ class EtcdClient:
         return int(answer.get("TTL", -1))
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
     status_line = await reader.readline()
     if not status_line:
         raise EOFError("connection closed")
