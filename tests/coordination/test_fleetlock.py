@@ -161,3 +161,31 @@ def test_fleetlock_clients_and_a_rollout_share_one_budget(
     assert len(starts) == len(ends) == 4
     assert len(reboots) == 2
     assert overlaps([*zip(starts, ends, strict=True), *reboots]) == 1
+
+
+def test_server_errors(tmp_path: Path) -> None:
+    groups = tmp_path / "groups"
+    groups.write_text("default=1\n# two at a time\nworkers=2:role=compute\nworkers 3\n")
+    base = [*CLI, "fleetlock", "serve", "--listen", f"127.0.0.1:{free_port()}"]
+
+    def serve_once(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "INTERLOCK_COORDINATION"}
+        return subprocess.run(
+            [*base, *args], capture_output=True, text=True, timeout=60, check=False, env=env
+        )
+
+    bad = serve_once("--coordination", "etcd://127.0.0.1:1", "--groups", str(groups))
+    assert (bad.returncode, bad.stderr.strip()) == (
+        2,
+        f"interlock: {groups} line 4: 'workers 3': expected NAME=LIMIT or NAME=LIMIT:LABEL=VALUE",
+    )
+    groups.write_text("default=1\n")
+    down = serve_once("--coordination", "etcd://127.0.0.1:1", "--groups", str(groups))
+    assert (down.returncode, down.stderr.strip()) == (
+        1,
+        "interlock: coordination etcd://127.0.0.1:1: no etcd member answered "
+        "(127.0.0.1:1: connection refused)",
+    )
+    local = serve_once("--group", "default=1")
+    assert local.returncode == 2
+    assert "fleetlock serve needs --coordination etcd://" in local.stderr

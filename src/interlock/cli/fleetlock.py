@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 from interlock.cli.slots import coordination_option
 from interlock.errors import UsageError
@@ -18,26 +19,50 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - the operator's choice
 
 
+def read_groups(path: str) -> list[tuple[str, str]]:
+    """A groups file: one NAME=LIMIT[:LABEL=VALUE] a line; blank lines and # comments skipped."""
+    from interlock.fleet.inventory import read_text
+
+    found = []
+    for number, line in enumerate(read_text(Path(path)).splitlines(), start=1):
+        text = line.split("#", 1)[0].strip()
+        if text:
+            found.append((f"{path} line {number}", text))
+    return found
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from interlock.coordination.etcd import EtcdClient, parse_url
+    from interlock.coordination.backend import CoordinationError
+    from interlock.coordination.etcd import EtcdClient, EtcdError, EtcdUnavailable, parse_url
     from interlock.coordination.etcd_slots import SlotStore
     from interlock.coordination.fleetlock import FleetLock, FleetLockServer, parse_group
 
     if not args.coordination or args.coordination == "local":
         raise UsageError("fleetlock serve needs --coordination etcd://HOST:PORT,…")
     url = parse_url(args.coordination)
-    if not args.group:
+    given = [(f"--group {text}", text) for text in args.group or []]
+    if args.groups:
+        given += read_groups(args.groups)
+    if not given:
         raise UsageError("give at least one --group NAME=LIMIT (e.g. --group default=1)")
     rules = {}
-    for text in args.group:
-        rule = parse_group(text)
+    for where, text in given:
+        try:
+            rule = parse_group(text)
+        except UsageError as exc:
+            raise UsageError(f"{where}: {exc}") from None
         if rule.name in rules:
-            raise UsageError(f"--group {rule.name} is given twice")
+            raise UsageError(f"{where}: group {rule.name} is given twice")
         rules[rule.name] = rule
     address, port = parse_listen(args.listen)
 
     async def serve() -> None:
         store = SlotStore(EtcdClient(url))
+        try:
+            await store.holdings()  # etcd answers, or say so now rather than on every request
+        except (EtcdUnavailable, EtcdError) as exc:
+            await store.client.close()
+            raise CoordinationError(f"coordination {url}: {exc}") from None
         server = await FleetLockServer(FleetLock(store, rules)).serve(address, port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -85,5 +110,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="NAME=LIMIT[:LABEL=VALUE]",
         help="a FleetLock group and its limit; with LABEL=VALUE its slots count in that "
         "interlock group (shared with rollouts limiting it); repeatable",
+    )
+    p.add_argument(
+        "--groups",
+        metavar="FILE",
+        help="more groups, one NAME=LIMIT[:LABEL=VALUE] a line (# comments)",
     )
     p.set_defaults(handler=cmd_serve)

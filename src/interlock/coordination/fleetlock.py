@@ -44,11 +44,11 @@ def parse_group(text: str) -> GroupRule:
     name, sep, rest = text.partition("=")
     limit_text, _, key = rest.partition(":")
     if not sep or not _GROUP_RE.fullmatch(name) or not limit_text.isdigit():
-        raise UsageError(f"--group {text!r}: expected NAME=LIMIT or NAME=LIMIT:LABEL=VALUE")
+        raise UsageError(f"{text!r}: expected NAME=LIMIT or NAME=LIMIT:LABEL=VALUE")
     if int(limit_text) < 1:
-        raise UsageError(f"--group {text!r}: the limit must be at least 1")
+        raise UsageError(f"{text!r}: the limit must be at least 1")
     if key and "=" not in key:
-        raise UsageError(f"--group {text!r}: the interlock group is LABEL=VALUE, not {key!r}")
+        raise UsageError(f"{text!r}: the interlock group is LABEL=VALUE, not {key!r}")
     return GroupRule(name, int(limit_text), key or f"fleetlock={name}")
 
 
