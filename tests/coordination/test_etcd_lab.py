@@ -42,6 +42,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     with running_lab(directory, hosts=8, controllers=3, lbs=0) as built:
         etcd.start(built, ["ctl1", "ctl2", "ctl3"])
         yield built
+    left = built.leftovers()
+    assert not left, f"lab down left: {left}"
 
 
 @pytest.fixture

@@ -159,7 +159,7 @@ async def execute(
         if current.finished:
             raise InterlockError(f"run {run.id} is {current.state}: nothing to resume")
         slots = coordination or open_coordination(current.settings.get("coordination"))
-        await slots.open(run.id, str(current.settings.get("kind", "rollout")), current.plan.title)
+        await slots.open(run.id, run_kind(current.plan.title), current.plan.title)
         try:
             chosen = session or open_session(current)
             try:
@@ -181,6 +181,12 @@ async def execute(
             await slots.close()
     finally:
         lock.release(remove=finished)
+
+
+def run_kind(title: str) -> str:
+    """What other actors see this run as: the plan title's first word (Rollout:, Upgrade:)."""
+    word = title.split(":", 1)[0].strip().lower()
+    return word if word.isalpha() else "rollout"
 
 
 async def abort_here(executor: Executor) -> RunOutcome:
