@@ -103,13 +103,12 @@ def print_holdings(holdings: list[dict[str, Any]]) -> None:
         return
     table(
         "disruption slots held",
-        ["group", "limit", "host", "run", "kind", "actor", "since", "live"],
+        ["group", "limit", "holder (run@host)", "kind", "actor", "since", "live"],
         [
             (
                 h["group"],
                 h["limit"],
-                h["host"],
-                h["run"],
+                h["holder"],
                 h["kind"],
                 h["actor"],
                 h["since"],
