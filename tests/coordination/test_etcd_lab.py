@@ -19,6 +19,7 @@ import pytest
 
 from coordination.local_etcd import etcdctl
 from interlock.lab import etcd
+from interlock.lab.errors import LabError
 from interlock.lab.lab import Lab
 from interlock.lab.scratch import running_lab
 from rollout.rollout_processes import CLI, wait_until
@@ -136,6 +137,16 @@ def operators(lab: Lab, tmp_path: Path) -> Iterator[tuple[Operator, Operator]]:
     finally:
         for operator in pair:
             operator.close()
+
+
+def test_members_go_on_controllers_first(lab: Lab) -> None:
+    assert etcd.member_hosts(lab, 3) == ["ctl1", "ctl2", "ctl3"]
+    assert etcd.member_hosts(lab, 4) == ["ctl1", "ctl2", "ctl3", "cmp1"]
+    assert [h for h in ("ctl1", "ctl2", "ctl3") if etcd.member_pids(lab, h)] == [
+        "ctl1", "ctl2", "ctl3",
+    ]  # fmt: skip
+    with pytest.raises(LabError, match="--etcd 9: the lab has only 8 controller/compute hosts"):
+        etcd.member_hosts(lab, 9)
 
 
 def test_two_operators_never_exceed_a_shared_limit(

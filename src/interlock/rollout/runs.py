@@ -158,7 +158,9 @@ async def execute(
         current = journal.run(run.id)  # re-read under the lock
         if current.finished:
             raise InterlockError(f"run {run.id} is {current.state}: nothing to resume")
-        slots = coordination or open_coordination(current.settings.get("coordination"))
+        # Aborting only undoes (drains, masks): it needs no slot, and works with etcd down.
+        shared = None if current.state == "aborting" else current.settings.get("coordination")
+        slots = coordination or open_coordination(shared)
         await slots.open(run.id, run_kind(current.plan.title), current.plan.title)
         try:
             chosen = session or open_session(current)
