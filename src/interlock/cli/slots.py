@@ -14,6 +14,7 @@ from interlock.errors import UsageError
 
 ENV = "INTERLOCK_COORDINATION"
 RELEASE_LOG = "coordination.log"
+FIELD_CAP = 200  # characters of any value another actor wrote that we show
 
 
 def coordination_option(p: argparse.ArgumentParser) -> None:
@@ -85,7 +86,7 @@ def shared_holdings(text: str) -> list[dict[str, Any]]:
                 "host": h.host,
                 "run": h.run,
                 "kind": h.kind,
-                "what": runs.get(h.run, {}).get("what", ""),
+                "what": str(runs.get(h.run, {}).get("what", ""))[:FIELD_CAP],
                 "actor": h.actor,
                 "since": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h.since)),
                 "live": h.run in runs or h.kind == "fleetlock",
@@ -98,19 +99,26 @@ def shared_holdings(text: str) -> list[dict[str, Any]]:
 
 
 def print_holdings(holdings: list[dict[str, Any]]) -> None:
+    """Values come from other actors through etcd: data, shown as text, never as markup."""
+    from rich.markup import escape
+
     if not holdings:
         print("no disruption slots held by anyone")
         return
+
+    def cell(value: object) -> str:
+        return escape(str(value)[:FIELD_CAP])
+
     table(
         "disruption slots held",
         ["group", "limit", "holder (run@host)", "kind", "actor", "since", "live"],
         [
             (
-                h["group"],
+                cell(h["group"]),
                 h["limit"],
-                h["holder"],
-                h["kind"],
-                h["actor"],
+                cell(h["holder"]),
+                cell(h["kind"]),
+                cell(h["actor"]),
                 h["since"],
                 "yes" if h["live"] else "no (its run is gone)",
             )

@@ -82,15 +82,7 @@ class Coordination(ABC):
     async def release(self, host: str) -> None: ...
 
     @abstractmethod
-    async def holdings(self) -> list[Holding]: ...
-
-    @abstractmethod
     async def close(self) -> None: ...
-
-    @property
-    def shared(self) -> bool:
-        """Whether other actors see these slots (False: the run's own limits are all there is)."""
-        return False
 
 
 class LocalCoordination(Coordination):
@@ -104,9 +96,6 @@ class LocalCoordination(Coordination):
 
     async def release(self, host: str) -> None:
         return None
-
-    async def holdings(self) -> list[Holding]:
-        return []
 
     async def close(self) -> None:
         return None

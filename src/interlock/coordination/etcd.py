@@ -279,11 +279,6 @@ class EtcdClient:
     async def revoke(self, lease: int) -> None:
         await self.call("/v3/lease/revoke", {"ID": str(lease)})
 
-    async def time_to_live(self, lease: int) -> int:
-        """Seconds the lease has left (-1 when it is gone)."""
-        answer = await self.call("/v3/lease/timetolive", {"ID": str(lease)})
-        return int(answer.get("TTL", -1))
-
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
     status_line = await reader.readline()

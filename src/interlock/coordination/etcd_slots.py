@@ -274,13 +274,11 @@ def _decode(value: bytes, key: str) -> Holding:
 
 
 class EtcdCoordination(Coordination):
-    def __init__(
-        self, url: EtcdUrl, ttl: int = DEFAULT_TTL, *, call_timeout: float | None = None
-    ) -> None:
+    def __init__(self, url: EtcdUrl, ttl: int = DEFAULT_TTL) -> None:
         self.url = url
         self.ttl = ttl
-        timeout = call_timeout if call_timeout is not None else min(2.0, max(0.5, ttl / 5))
-        self.client = EtcdClient(url, timeout)
+        # Short enough that trying every member still leaves time to renew within the TTL.
+        self.client = EtcdClient(url, min(2.0, max(0.5, ttl / 5)))
         self.store = SlotStore(self.client)
         self.lease = 0
         self.lost: str | None = None
@@ -294,10 +292,6 @@ class EtcdCoordination(Coordination):
         self.what = ""
         self.actor = actor_name()
         self.keeper: asyncio.Task[None] | None = None
-
-    @property
-    def shared(self) -> bool:
-        return True
 
     async def open(self, run: str, kind: str, what: str) -> None:
         self.run, self.kind, self.what = run, kind, what
@@ -404,12 +398,6 @@ class EtcdCoordination(Coordination):
                 return False
             self.unreleased.pop(host, None)
         return True
-
-    async def holdings(self) -> list[Holding]:
-        try:
-            return await self.store.holdings()
-        except (EtcdUnavailable, EtcdError) as exc:
-            raise CoordinationError(f"coordination {self.url}: {exc}") from None
 
     async def close(self) -> None:
         if self.keeper is not None:
