@@ -153,6 +153,8 @@ def test_two_operators_never_exceed_a_shared_limit(
     lab: Lab, url: str, operators: tuple[Operator, Operator]
 ) -> None:
     alice, bob = operators
+    for host in COMPUTES:
+        lab.write_host_file(host, PAUSE, "0.6\n")  # long enough that the two runs overlap
     alice.run("cmp1:cmp2:cmp3", url + "?ttl=4")
     bob.run("cmp3:cmp4:cmp5", url + "?ttl=4")
     assert alice.wait() == 0, alice.output()

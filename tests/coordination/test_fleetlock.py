@@ -117,20 +117,23 @@ def test_fleetlock_clients_and_a_rollout_share_one_budget(
         "hosts:\n" + "".join(f"  c{n}: {{address: 127.0.0.1, labels: {{role: compute}}}}\n"
                              for n in range(1, 5))
     )  # fmt: skip
-    action = f"echo start $(date +%s.%N) >> {marks}; sleep 0.3; echo end $(date +%s.%N) >> {marks}"
+    action = f"echo start $(date +%s.%N) >> {marks}; sleep 0.5; echo end $(date +%s.%N) >> {marks}"
     # A FleetLock host reboots first: it holds the group's only slot.
     assert post(port, "/v1/pre-reboot", params("node9", "workers")) == (200, {})
     rebooting_since = time.time()
     reboots: list[tuple[float, float]] = []
-    run = subprocess.Popen(
-        [*CLI, "rollout", "run", "-i", str(inventory), "--transport", "local",
-         "--command", f"sh -c '{action}'", "--max-unavailable", "role=1", "--concurrency", "2",
-         "--no-restarted-gate", "--yes", "--no-progress", "--coordination", etcd_url],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")},
-    )  # fmt: skip
+    log = tmp_path / "rollout.log"
+    with log.open("wb") as out:
+        run = subprocess.Popen(
+            [*CLI, "rollout", "run", "-i", str(inventory), "--transport", "local",
+             "--command", f"sh -c '{action}'", "--max-unavailable", "role=1", "--concurrency", "2",
+             "--no-restarted-gate", "--yes", "--no-progress", "--coordination", etcd_url],
+            stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")},
+        )  # fmt: skip
     try:
-        time.sleep(1.5)
+        waiting = "waiting for a slot: role=compute: 1 of 1 slot(s) taken (fleetlock@node9)"
+        wait_until(lambda: waiting in log.read_text(), "the rollout to wait", timeout=60)
         assert not marks.exists(), "the rollout disrupted a host while FleetLock held the slot"
         assert post(port, "/v1/steady-state", params("node9", "workers")) == (200, {})
         reboots.append((rebooting_since, time.time()))
@@ -147,13 +150,13 @@ def test_fleetlock_clients_and_a_rollout_share_one_budget(
                 break
             refused += 1
             time.sleep(0.05)
-        output, _ = run.communicate(timeout=60)
+        run.wait(timeout=60)
     finally:
         if run.poll() is None:
             run.kill()
             run.wait()
+    output = log.read_text()
     assert run.returncode == 0, output
-    assert "waiting for a slot: role=compute: 1 of 1 slot(s) taken (fleetlock@node9)" in output
     assert refused > 0
     lines = [line.split() for line in marks.read_text().splitlines()]
     starts = [float(f[1]) for f in lines if f[0] == "start"]
