@@ -204,13 +204,14 @@ def test_a_killed_operators_slot_is_kept_until_its_lease_expires(
         assert bob_started == [], "bob disrupted cmp2 while alice's slot was alive"
         checks += 1
         time.sleep(0.05)
-    assert checks >= 5, "alice's slot vanished with her process, not with her lease"
+    # Alice was dead before the first check: a slot seen then outlived her process.
+    assert checks >= 1, "alice's slot vanished with her process, not with her lease"
     # Then bob proceeds and completes.
     assert bob.wait() == 0, bob.output()
     assert len(disruptions(lab)["cmp2"]) == 1
     # Her action on cmp1 outlived her: end it (by its pid) so it writes nothing later.
     leftover = lab.read_host_file("cmp1", LOG).decode().split()[2]
-    lab.exec("cmp1", ["kill", "-9", leftover], check=True)
+    lab.exec("cmp1", ["kill", "-9", leftover])  # unless it has ended by itself meanwhile
     # Alice resumes her run (same run id): she takes a slot again and finishes cmp1.
     lab.write_host_file("cmp1", PAUSE, "0.1\n")
     alice.start("resume", "--coordination", url + "?ttl=3")
