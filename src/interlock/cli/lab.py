@@ -87,6 +87,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="MS",
         help="work time of each API request (0)",
     )
+    up.add_argument(
+        "--etcd",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run an etcd cluster of N members on the controllers (then computes), for "
+        "--coordination (0)",
+    )
     up.set_defaults(handler=_up)
 
     down = sub.add_parser(
@@ -160,6 +168,15 @@ def _up(args: argparse.Namespace) -> int:
         progress=lambda message: print(message, file=sys.stderr),
     )
     print(render_up(lab, report))
+    if args.etcd:
+        from interlock.lab import etcd
+
+        try:
+            url = etcd.start(lab, etcd.member_hosts(lab, args.etcd))
+        except BaseException:
+            lab.down()
+            raise
+        print(f"etcd: {args.etcd} members; use --coordination {url}")
     return 0
 
 

@@ -29,6 +29,8 @@ GROUP_MODULES: tuple[str, ...] = (
     "upgrade",
     "lab",
     "demo",
+    "slots",
+    "fleetlock",
 )
 
 

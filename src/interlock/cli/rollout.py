@@ -167,8 +167,12 @@ def execute_run(args: argparse.Namespace, journal: Any, run: Any) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, executor.interrupt, signal.Signals(signum).name)
 
+    from interlock.cli.slots import chosen_coordination
+
     with subscribers(args, bus) as (tally, _):
-        outcome = asyncio.run(execute(journal, run, bus, on_executor=install))
+        outcome = asyncio.run(
+            execute(journal, run, bus, on_executor=install, coordination=chosen_coordination(args))
+        )
     if args.json:
         emit_json(
             {
@@ -201,7 +205,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print()
     confirm(args, "Run this plan?")
     with open_journal(args) as journal:
-        run = start_run(journal, plan, settings_for(spec, inventory), again=args.again)
+        settings = settings_for(spec, inventory)
+        settings["coordination"] = args.coordination or settings["coordination"]
+        from interlock.cli.slots import check_reachable
+
+        check_reachable(settings["coordination"])  # before the run exists: an error changes nothing
+        run = start_run(journal, plan, settings, again=args.again)
         if not args.json:
             print(f"run {run.id} (journal {journal.path})", file=sys.stderr)
         return execute_run(args, journal, run)
@@ -257,6 +266,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     with open_journal(args) as journal:
         run = pick_run(journal, args.run, active=False)
         report = status(journal, run)
+    if args.coordination:
+        from interlock.cli.slots import shared_holdings
+
+        report["holdings"] = shared_holdings(args.coordination)
     if args.json:
         emit_json(report)
     else:
@@ -282,6 +295,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 for h in report["hosts"]
             ],
         )
+        if args.coordination:
+            from interlock.cli.slots import print_holdings
+
+            print_holdings(report["holdings"])
     return {"complete": EXIT_COMPLETE, "aborted": EXIT_ABORTED}.get(report["state"], EXIT_PAUSED)
 
 
@@ -414,6 +431,9 @@ def journal_option(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="journal database (default ~/.local/state/interlock/journal.sqlite)",
     )
+    from interlock.cli.slots import coordination_option
+
+    coordination_option(p)
 
 
 def output_options(p: argparse.ArgumentParser) -> None:

@@ -29,6 +29,7 @@ post_gates:
   deadline: 2m
   soak: 10s
 failures: {budget: 0, on_failure: pause}
+coordination: etcd://10.0.0.1:2379,10.0.0.2:2379   # slots shared with other actors (default local)
 ```
 Commands and post-gate probes may name the host: {name}, {address}, {labels[KEY]} (other braces,
 such as a shell's ${VAR}, are left alone in commands). `interlock:` says how to run interlock on
@@ -93,6 +94,7 @@ _TOP_KEYS = (
     "pre_gates",
     "post_gates",
     "failures",
+    "coordination",
 )
 _ACTION_KEYS = (
     "deferred",
@@ -192,6 +194,7 @@ class RolloutSpec:
     post_gates: PostGateSpec = field(default_factory=PostGateSpec)
     failure_budget: Amount = NO_FAILURES
     on_failure: str = "pause"  # pause | abort
+    coordination: str | None = None  # None/local, or etcd://host:port,… shared slots
 
 
 # --- values shared by the file and the flags ----------------------------------------------------
@@ -416,6 +419,13 @@ class _SpecReader(MarkedReader):
             if not isinstance(value, str) or not value.startswith("/"):
                 raise self.fail("ledger_dir must be an absolute path", data.line_of("ledger_dir"))
             changes["ledger_dir"] = value
+        if "coordination" in data:
+            from interlock.coordination.selection import check_coordination
+
+            try:
+                changes["coordination"] = check_coordination(str(data["coordination"]))
+            except UsageError as exc:
+                raise self.fail(str(exc), data.line_of("coordination")) from None
         changes["action"] = self.action(data)
         changes.update(self.schedule(data))
         changes["drain"] = self.drain(data)
