@@ -107,6 +107,21 @@ KINDS: dict[str, Values] = {
     "server": ["api", "../../etc/passwd", f"{ESCAPES}/x", "/"],
     "dir": ["{missing}", "{binary}", "", LONG],
     "subnet": ["10.0.0.0/33", ESCAPES, "", "0.0.0.0/0"],
+    # Only loopback ports nothing listens on: a value that slipped through reaches nothing.
+    "coordination": [
+        "etcd://",
+        "http://127.0.0.1:1",
+        "etcd://127.0.0.1:99999",
+        "etcd://127.0.0.1:1?ttl=-5",
+        ESCAPES,
+        LONG,
+    ],
+    "listen": ["127.0.0.1", "127.0.0.1:99999", ESCAPES, "", LONG],
+    "group": ["x", "x=0", "x=-1", "x=1:nolabel", ESCAPES, ""],
+    "groups": IN_FILES,
+    "holder": NAMES,
+    "reason": ["", ESCAPES],
+    "etcd": COUNTS_OR_ZERO,
 }
 KINDS_PER_COMMAND: dict[tuple[tuple[str, ...], str], Values] = {
     (("lb", "drain"), "timeout"): SECONDS_OR_ZERO,  # 0: do not wait, --on-timeout decides
@@ -138,6 +153,12 @@ def base_arguments(path: tuple[str, ...], files: dict[str, str]) -> dict[str, li
     if group in ("rollout", "upgrade"):
         host = {"host": ["h1"]} if leaf == "skip" else {}
         return {"journal": journal, **host}
+    unreachable_etcd = ["--coordination", "etcd://127.0.0.1:1"]
+    if group == "slots":
+        holder = {"group": ["role=compute"], "holder": ["run@h1"]} if leaf == "release" else {}
+        return {"coordination": unreachable_etcd, **holder}
+    if group == "fleetlock":
+        return {"coordination": unreachable_etcd, "listen": ["--listen", "127.0.0.1:0"]}
     if group == "lab":
         return {"dir": lab[:2], "name": lab[2:], "hosts": ["--hosts", "0"] if leaf == "up" else []}
     return {
@@ -252,6 +273,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     cwd = tmp_path / "cwd" / "a" / "b"
     cwd.mkdir(parents=True)
     monkeypatch.chdir(cwd)
+    monkeypatch.delenv("INTERLOCK_COORDINATION", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     for name in ("root", "directory", "labdir", "home", "state"):
