@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from interlock.lab.lab import Lab, UpReport, require_root
-from interlock.lab.spec import DEFAULT_DIR, DEFAULT_NAME, DEFAULT_SUBNET, LabHost
+from interlock.lab.spec import DEFAULT_DIR, DEFAULT_NAME, DEFAULT_SUBNET, SYSTEMD, LabHost
 from interlock.lab.status import LabStatus
 
 UP_EPILOG = """\
@@ -80,6 +80,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "install on a host changes that host only",
     )
     up.add_argument(
+        "--systemd",
+        type=int,
+        default=0,
+        metavar="S",
+        help="how many hosts (load balancers first, then controllers, then computes) boot "
+        "systemd from their own Debian root file system, built once and cached (0)",
+    )
+    up.add_argument(
         "--api-delay-ms",
         type=int,
         default=0,
@@ -141,6 +149,7 @@ def _up(args: argparse.Namespace) -> int:
         pid_namespace=args.pid_namespace,
         api_delay_ms=args.api_delay_ms,
         package_overlays=args.packages,
+        systemd=args.systemd,
         progress=lambda message: print(message, file=sys.stderr),
     )
     print(render_up(lab, report))
@@ -187,13 +196,16 @@ def render_up(lab: Lab, report: UpReport) -> str:
     ]
     roles = (
         ("lb", "lbs", "haproxy on :80, admin socket /run/haproxy/admin.sock and :9999"),
-        ("controller", "controllers", "sysv service lab-api on :8080"),
+        ("controller", "controllers", "lab-api on :8080"),
         ("compute", "computes", "cron"),
     )
     for role, label, what in roles:
         members = [h for h in hosts if h.role == role]
         if members:
             lines.append(f"  {label:<12}{_span(members)}  ({what})")
+    systemd = [h for h in hosts if h.kind == SYSTEMD]
+    if systemd:
+        lines.append(f"  {'systemd':<12}{_span(systemd)}  (systemd as PID 1, own Debian root)")
     first = hosts[0].name
     ssh = " ".join(lab.ssh_argv(first))
     lines += [
