@@ -18,7 +18,7 @@ from interlock.lab.haproxy import CONFIG_PATH as HAPROXY_CONFIG
 from interlock.lab.haproxy import render_haproxy_config
 from interlock.lab.image import FILES, host_dir
 from interlock.lab.spec import API_PORT, LabHost, LabSpec
-from interlock.lab.sshd import SSHD_CONFIG, LabKeys, render_sshd_config
+from interlock.lab.sshd import LabKeys, render_sshd_config
 
 BOOT_SCRIPT = FILES / "systemd-host.sh"
 
@@ -30,6 +30,7 @@ WANTS = "/etc/systemd/system/multi-user.target.wants"
 # of the host's mount table.
 HOST_KEY = "/etc/ssh/lab_host_ed25519_key"
 AUTHORIZED_KEYS = "/etc/ssh/lab_authorized_keys"
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/interlock-lab.conf"
 PRIVATE_EMPTY_DIRS = ("/etc/policy-rc.d", "/var/lib/policy-rc.d")
 
 
@@ -111,7 +112,10 @@ def build_layer(
     )
     put("/etc/hostname", f"{host.name}\n")
     put("/etc/hosts", etc_hosts)
-    put(SSHD_CONFIG, render_sshd_config(host.address, inside))
+    # A drop-in, so Debian's own sshd_config stays as shipped and a reinstall of openssh-server
+    # asks nothing about it; Debian's file includes the drop-ins first, and the first value wins.
+    dropin = render_sshd_config(host.address, inside).splitlines(keepends=True)
+    put(SSHD_DROPIN, "".join(line for line in dropin if not line.startswith("Subsystem ")))
     put(HOST_KEY, keys.host_key.read_bytes(), 0o600)
     put(AUTHORIZED_KEYS, keys.authorized_keys.read_bytes())
     for directory in PRIVATE_EMPTY_DIRS:
