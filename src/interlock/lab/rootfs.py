@@ -41,6 +41,9 @@ PACKAGES = (
     "haproxy",
     "needrestart",
     "rabbitmq-server",
+    # systemctl's timestamps in another locale and zone, for the parser's fixtures.
+    "locales",
+    "tzdata",
 )
 
 # Runs on the machine with the new tree as $1, after every package is installed. Nothing here
@@ -61,6 +64,9 @@ for unit in sys-kernel-debug.mount sys-kernel-tracing.mount sys-kernel-config.mo
 done
 # Every host uses the lab's one host key; no key of the image may be offered.
 rm -f "$root"/etc/ssh/ssh_host_*
+# A second locale, so fixtures show what systemctl prints outside C.
+sed -i 's/^# *de_DE.UTF-8 UTF-8/de_DE.UTF-8 UTF-8/' "$root"/etc/locale.gen
+chroot "$root" locale-gen >/dev/null
 # systemd writes a fresh machine id at each boot of a host.
 : > "$root"/etc/machine-id
 # Kept for tests that reinstall a package inside a host without any network.
