@@ -26,7 +26,8 @@ def test_every_host_boots_systemd_as_pid_1_with_sshd_as_its_unit(sdlab: Lab) -> 
             "hostname; cat /proc/1/comm; systemctl is-system-running; "
             "cut -d: -f3 /proc/self/cgroup | tail -1",
         ).split()
-        assert out == [host, "systemd", "running", "/system.slice/ssh.service"]
+        failed = sh_ok(sdlab, host, "systemctl --failed --no-legend")
+        assert out == [host, "systemd", "running", "/system.slice/ssh.service"], failed
 
 
 def test_hosts_see_their_own_root_and_read_only_kernel_settings(sdlab: Lab) -> None:

@@ -65,6 +65,12 @@ ROLE_TOOLS = {"lb": {"haproxy": "haproxy"}, "compute": {"cron": "cron"}}
 
 Progress = Callable[[str], None]
 
+# Inside a systemd host that is late: its boot state, pending jobs, failed units, warnings.
+BOOT_PROBLEMS = (
+    "systemctl is-system-running; systemctl list-jobs --no-legend | head -n 5; "
+    "systemctl --failed --no-legend; journalctl -b -p warning --no-pager -n 10 -q"
+)
+
 
 @dataclass(frozen=True)
 class UpReport:
@@ -185,7 +191,9 @@ class Lab:
         started = time.monotonic()
         self._refuse_collisions(spec)
         try:
-            state = self._build(spec, say, started, ready_timeout or 30.0 + 0.2 * hosts)
+            # systemd hosts boot a whole init each: on a busy machine that takes its time.
+            default_timeout = 30.0 + 0.2 * hosts + (30.0 + 1.0 * systemd if systemd else 0.0)
+            state = self._build(spec, say, started, ready_timeout or default_timeout)
         except BaseException as exc:
             try:
                 self.down()
@@ -258,8 +266,14 @@ class Lab:
         say(f"started {len(plan)} hosts, waiting for sshd, APIs and haproxy")
 
         deadline = time.monotonic() + timeout
-        asyncio.run(wait_ready(state, logs, deadline))
-        self._wait_booted([h for h in state.hosts if h.kind == SYSTEMD], deadline)
+        systemd_hosts = [h for h in state.hosts if h.kind == SYSTEMD]
+        try:
+            asyncio.run(wait_ready(state, logs, deadline))
+            self._wait_booted(systemd_hosts, deadline)
+        except LabError as exc:
+            for note in self._boot_problems(systemd_hosts):
+                exc.add_note(note)
+            raise
         timings["ready"] = time.monotonic() - mark
         state = replace(state, phase=UP, timings=timings)
         save_state(state)
@@ -346,12 +360,31 @@ class Lab:
         """Wait until systemd on each host has finished booting (running, or degraded)."""
         for host in hosts:
             left = max(deadline - time.monotonic(), 1.0)
-            result = self.exec(
-                host.name, ["systemctl", "is-system-running", "--wait"], timeout=left
-            )
+            try:
+                result = self.exec(
+                    host.name, ["systemctl", "is-system-running", "--wait"], timeout=left
+                )
+            except subprocess.TimeoutExpired:
+                raise LabError(f"{host.name}: systemd did not finish booting in time") from None
             answer = result.stdout.decode(errors="replace").strip()
             if answer not in ("running", "degraded"):
                 raise LabError(f"{host.name}: systemd did not finish booting: {answer}")
+
+    def _boot_problems(self, hosts: Sequence[LabHost], limit: int = 3) -> list[str]:
+        """What systemd says on hosts that did not finish booting (their journal, not the log)."""
+        found: list[str] = []
+        for host in hosts:
+            if len(found) >= limit:
+                break
+            try:
+                result = self.exec(host.name, ["sh", "-c", BOOT_PROBLEMS], timeout=10)
+            except (LabError, subprocess.TimeoutExpired) as exc:
+                found.append(f"{host.name}: {exc}")
+                continue
+            text = result.stdout.decode(errors="replace")
+            if not text.startswith("running\n"):
+                found.append(f"--- {host.name}: systemd says\n{text[-2000:]}")
+        return found
 
     # Tearing down.
     def down(self) -> DownReport:

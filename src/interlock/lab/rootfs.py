@@ -58,8 +58,9 @@ rm -f "$root"/etc/systemd/system/sockets.target.wants/epmd.socket
 # Timers that would wake every host for work a lab host never needs.
 rm -f "$root"/etc/systemd/system/timers.target.wants/*.timer
 # Kernel interfaces shared with the machine: a host must not mount them (tracing, debugfs).
+# The console is the host's log file, not a terminal: no login prompt on it.
 for unit in sys-kernel-debug.mount sys-kernel-tracing.mount sys-kernel-config.mount \
-            sys-fs-fuse-connections.mount; do
+            sys-fs-fuse-connections.mount console-getty.service; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
 # Every host uses the lab's one host key; no key of the image may be offered.
