@@ -250,6 +250,7 @@ def render_status(status: LabStatus) -> str:
 
 def status_document(lab: Lab, status: LabStatus) -> dict[str, object]:
     spec = status.state.spec
+    kinds = {h.name: h.kind for h in status.state.hosts}
     return {
         "directory": str(spec.directory),
         "name": spec.name,
@@ -263,6 +264,7 @@ def status_document(lab: Lab, status: LabStatus) -> dict[str, object]:
             {
                 "name": h.name,
                 "role": h.role,
+                "kind": kinds.get(h.name),
                 "address": h.address,
                 "pid": h.pid,
                 "running": h.running,
