@@ -48,8 +48,8 @@ def owed(lab: Lab, host: str) -> list[str]:
     return sorted({event["service"].removesuffix(".service") for event in document["restarts"]})
 
 
-def restart(lab: Lab, host: str, args: str) -> tuple[int, dict[str, Any]]:
-    result = sh(lab, host, f"interlock restart --json --timeout 10 {args}")
+def restart(lab: Lab, host: str, args: str, timeout: int = 10) -> tuple[int, dict[str, Any]]:
+    result = sh(lab, host, f"interlock restart --json --timeout {timeout} {args}", timeout=300)
     return result.returncode, json.loads(result.stdout)
 
 
@@ -135,3 +135,18 @@ def test_haproxy_master_and_workers_are_replaced(host: Lab) -> None:
         ).strip()
         == "200"
     )
+
+
+def test_debians_daemons_restart_as_new_instances(host: Lab) -> None:
+    units = ("memcached", "rabbitmq-server")
+    sh_ok(host, HOST, "systemctl start memcached.service rabbitmq-server.service", timeout=180)
+    before = {u: unit_property(host, HOST, f"{u}.service", "InvocationID") for u in units}
+    pids = {u: unit_property(host, HOST, f"{u}.service", "MainPID") for u in units}
+    code, report = restart(host, HOST, " ".join(units), timeout=120)
+    assert code == 0, report
+    assert [o["service"] for o in report["outcomes"] if o["ok"]] == list(units)
+    for unit in units:
+        assert unit_property(host, HOST, f"{unit}.service", "ActiveState") == "active"
+        assert unit_property(host, HOST, f"{unit}.service", "InvocationID") != before[unit]
+        assert unit_property(host, HOST, f"{unit}.service", "MainPID") != pids[unit]
+    assert "Status of node" in sh_ok(host, HOST, "rabbitmqctl status", timeout=120)
