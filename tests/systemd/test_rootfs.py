@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
-from interlock.lab.rootfs import PACKAGES, Recipe, debian_mirror, image_dir
+from interlock.lab.rootfs import PACKAGES, Recipe, debian_mirror, image_dir, mount_points_under
 
 DEB822 = """Types: deb
 # http://snapshot.debian.org/archive/debian/20250520T000000Z
@@ -35,3 +36,18 @@ def test_a_changed_recipe_names_a_new_image() -> None:
     other_setup = replace(recipe, setup=recipe.setup + "true\n")
     digests = {recipe.digest, fewer.digest, other_setup.digest}
     assert len(digests) == 3
+
+
+def test_mounts_left_by_a_crashed_build_are_found_before_any_removal() -> None:
+    mountinfo = (
+        "22 1 0:21 / /proc rw - proc proc rw\n"
+        "90 28 0:5 /null /var/tmp/images/.ab.building-7/root/dev/null rw - devtmpfs udev rw\n"
+        "91 28 0:22 / /var/tmp/images/.ab.building-7/root/proc rw - proc proc rw\n"
+        "92 28 0:23 / /var/tmp/images/.ab.building-70/root/proc rw - proc proc rw\n"
+    )
+    building = Path("/var/tmp/images/.ab.building-7")
+    assert mount_points_under(building, mountinfo) == [
+        "/var/tmp/images/.ab.building-7/root/dev/null",
+        "/var/tmp/images/.ab.building-7/root/proc",
+    ]
+    assert mount_points_under(Path("/var/tmp/images/ab"), mountinfo) == []

@@ -151,15 +151,37 @@ def ensure_image(recipe: Recipe | None = None, cache: Path = IMAGES_DIR) -> Imag
         return Image(final / "root", built=True, seconds=time.monotonic() - started)
 
 
+def mount_points_under(directory: Path, mountinfo: str) -> list[str]:
+    """Mount points at or below `directory` in /proc/self/mountinfo text (octal escapes kept)."""
+    prefix = str(directory).rstrip("/") + "/"
+    points = [line.split()[4] for line in mountinfo.splitlines() if len(line.split()) > 4]
+    return [p for p in points if p == str(directory) or p.startswith(prefix)]
+
+
+def _remove_tree(directory: Path) -> None:
+    """Remove a left-over tree, never through a mount a killed build left in it (a bind mount of
+    the machine's /dev would be emptied)."""
+    if not directory.exists():
+        return
+    mounted = mount_points_under(directory, Path("/proc/self/mountinfo").read_text())
+    if mounted:
+        raise LabError(
+            f"a crashed image build left mounts under {directory}: {', '.join(mounted)} "
+            "(unmount them, then try again)"
+        )
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def _build(recipe: Recipe, final: Path) -> None:
     if shutil.which("mmdebstrap") is None:
         raise LabError(
             "systemd lab hosts boot from a Debian image built with mmdebstrap "
             "(apt-get install --no-install-recommends mmdebstrap)"
         )
+    # Under the lock, any other tree of this recipe is what a crashed build left.
+    for stale in [*final.parent.glob(f".{final.name}.building-*"), final]:
+        _remove_tree(stale)
     temp = final.with_name(f".{final.name}.building-{os.getpid()}")
-    shutil.rmtree(temp, ignore_errors=True)
-    shutil.rmtree(final, ignore_errors=True)  # an unfinished tree from a crashed build
     temp.mkdir(parents=True)
     setup = temp / "setup.sh"
     setup.write_text(recipe.setup, encoding="utf-8")
@@ -182,7 +204,7 @@ def _build(recipe: Recipe, final: Path) -> None:
         result = subprocess.run(argv, stdout=output, stderr=subprocess.STDOUT, check=False)
     if result.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-        shutil.rmtree(temp, ignore_errors=True)
+        _remove_tree(temp)
         raise LabError(
             f"building the systemd host image failed (mmdebstrap {result.returncode}):\n{tail}"
         )
