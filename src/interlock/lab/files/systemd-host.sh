@@ -28,7 +28,7 @@ fi
 hostname "$HOST"
 ip -batch - <<NET
 link set lo up
-addr add $ADDRESS/$PREFIXLEN dev eth0
+addr replace $ADDRESS/$PREFIXLEN dev eth0
 link set eth0 up
 NET
 
