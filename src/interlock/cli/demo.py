@@ -25,7 +25,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     _require_root()
     from interlock.demo.lab_story import run_lab_demo
 
-    return run_lab_demo(hosts=args.hosts)
+    return run_lab_demo(hosts=args.hosts, systemd=args.systemd)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,5 +46,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     p.add_argument(
         "--hosts", type=positive_count, default=8, help="lab size (3 controllers, 1 lb, computes)"
+    )
+    p.add_argument(
+        "--systemd",
+        action="store_true",
+        help="every host boots systemd from its own Debian root file system (APIs as units)",
     )
     p.set_defaults(handler=cmd_lab)

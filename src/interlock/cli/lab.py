@@ -11,7 +11,14 @@ from pathlib import Path
 
 from interlock.errors import UsageError
 from interlock.lab.lab import Lab, UpReport, require_root
-from interlock.lab.spec import DEFAULT_DIR, DEFAULT_NAME, DEFAULT_SUBNET, LabHost, LabSpec
+from interlock.lab.spec import (
+    DEFAULT_DIR,
+    DEFAULT_NAME,
+    DEFAULT_SUBNET,
+    SYSTEMD,
+    LabHost,
+    LabSpec,
+)
 from interlock.lab.status import LabStatus
 
 UP_EPILOG = """\
@@ -79,6 +86,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         action="store_true",
         help="give each host its own /usr, /opt, /var/cache and dpkg database, so apt-get "
         "install on a host changes that host only",
+    )
+    up.add_argument(
+        "--systemd",
+        type=int,
+        default=0,
+        metavar="S",
+        help="how many hosts (load balancers first, then controllers, then computes) boot "
+        "systemd from their own Debian root file system, built once and cached (0)",
     )
     up.add_argument(
         "--api-delay-ms",
@@ -165,6 +180,7 @@ def _up(args: argparse.Namespace) -> int:
         pid_namespace=args.pid_namespace,
         api_delay_ms=args.api_delay_ms,
         package_overlays=args.packages,
+        systemd=args.systemd,
         progress=lambda message: print(message, file=sys.stderr),
     )
     print(render_up(lab, report))
@@ -220,13 +236,16 @@ def render_up(lab: Lab, report: UpReport) -> str:
     ]
     roles = (
         ("lb", "lbs", "haproxy on :80, admin socket /run/haproxy/admin.sock and :9999"),
-        ("controller", "controllers", "sysv service lab-api on :8080"),
+        ("controller", "controllers", "lab-api on :8080"),
         ("compute", "computes", "cron"),
     )
     for role, label, what in roles:
         members = [h for h in hosts if h.role == role]
         if members:
             lines.append(f"  {label:<12}{_span(members)}  ({what})")
+    systemd = [h for h in hosts if h.kind == SYSTEMD]
+    if systemd:
+        lines.append(f"  {'systemd':<12}{_span(systemd)}  (systemd as PID 1, own Debian root)")
     first = hosts[0].name
     ssh = " ".join(lab.ssh_argv(first))
     lines += [
@@ -271,6 +290,7 @@ def render_status(status: LabStatus) -> str:
 
 def status_document(lab: Lab, status: LabStatus) -> dict[str, object]:
     spec = status.state.spec
+    kinds = {h.name: h.kind for h in status.state.hosts}
     return {
         "directory": str(spec.directory),
         "name": spec.name,
@@ -284,6 +304,7 @@ def status_document(lab: Lab, status: LabStatus) -> dict[str, object]:
             {
                 "name": h.name,
                 "role": h.role,
+                "kind": kinds.get(h.name),
                 "address": h.address,
                 "pid": h.pid,
                 "running": h.running,
