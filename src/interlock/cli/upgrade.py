@@ -92,7 +92,20 @@ def compiled(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def plan_document(upgrade: Any) -> dict[str, Any]:
     from interlock.rollout.plan import encode
+    from interlock.upgrade.plan_text import natural_key
 
+    hosts = [] if upgrade.plan is None else {hp.host.name for hp in upgrade.plan.hosts}
+    interruptions = []  # a list: JSON output sorts mapping keys, and hosts go in natural order
+    for name in sorted(hosts, key=natural_key):
+        times = upgrade.interruptions.get(name, ())
+        interruptions.append(
+            {
+                "host": name,
+                "count": len(times),
+                "seconds": [round(value, 1) for value in times],
+                "total_seconds": round(sum(times), 1),
+            }
+        )
     return {
         "recipe": upgrade.recipe.name,
         "recipe_path": upgrade.recipe.path,
@@ -100,6 +113,9 @@ def plan_document(upgrade: Any) -> dict[str, Any]:
         "projects": list(upgrade.projects),
         "notes": list(upgrade.notes),
         "estimate_seconds": round(upgrade.seconds, 1),
+        "makespan_seconds": round(upgrade.seconds, 1),
+        "visits": {role: list(projects) for role, projects in upgrade.visits.items()},
+        "interruptions": interruptions,
         "batch_estimates": {key: round(value, 1) for key, value in upgrade.estimates.items()},
         "plan": None if upgrade.plan is None else encode(upgrade.plan),
     }
