@@ -44,6 +44,7 @@ from interlock.rollout.plan import (
     Plan,
     PreGates,
     Restarted,
+    RunCommand,
     Snapshot,
     Soak,
     Step,
@@ -740,7 +741,11 @@ class _Compiler:
         kind = _ESTIMATE_KINDS.get(step.id.partition("-")[0]) or _ESTIMATE_KINDS.get(step.id)
         if kind is None:
             return QUICK_STEP
-        return self.recipe.estimate(kind, project)
+        seconds = self.recipe.estimate(kind, project)
+        if kind in ("hold", "release") and isinstance(step.action, RunCommand):
+            # The scripts stop or start the services one after another.
+            seconds *= max(1, len(step.action.argv) - 4)  # sh -c SCRIPT sh SERVICE...
+        return seconds
 
 
 _ESTIMATE_KINDS = {
@@ -751,10 +756,12 @@ _ESTIMATE_KINDS = {
     "apt-update": "apt_update",
     "preinstall": "preinstall",
     "drain": "drain",
+    "snapshot": "snapshot",
     "hold": "hold",
     "install": "install",
     "db": "db",
     "release": "release",
+    "restarted": "restarted",
     "health": "health",
     "enable": "enable",
     "online-migrations": "online_migrations",

@@ -17,7 +17,8 @@ health: {passes: 3, interval: 2s, deadline: 5m}
 pre_gates: ["rabbitmq=5000@http://10.0.0.10:15672"]  # before every project batch
 failures: {budget: 0, on_failure: pause}
 on_failure: {backends: enable, services: start}  # cleanup of a host that fails mid-project
-estimates: {install: 30s, db: 1m}         # for the duration estimate of `upgrade plan`
+estimates: {install: 30s, db: 1m}         # for the duration estimate of `upgrade plan`; one
+                                          # step each, but hold and release per service
 prepare:
   concurrency: 24
   config_management: [puppet]             # stopped, disabled and masked for the whole upgrade
@@ -76,10 +77,12 @@ ESTIMATE_KEYS = (
     "apt_update",
     "preinstall",
     "drain",
+    "snapshot",
     "hold",
     "install",
     "db",
     "release",
+    "restarted",
     "health",
     "enable",
     "online_migrations",
@@ -92,10 +95,12 @@ DEFAULT_ESTIMATES = {
     "apt_update": 20.0,
     "preinstall": 60.0,
     "drain": 5.0,
+    "snapshot": 1.0,
     "hold": 5.0,
     "install": 30.0,
     "db": 60.0,
     "release": 5.0,
+    "restarted": 1.0,
     "health": 10.0,
     "enable": 3.0,
     "online_migrations": 60.0,
