@@ -282,8 +282,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="print exactly what `run` would do, with the commands per host and a duration",
         formatter_class=fmt,
         description="Compile the plan and print it: phases, projects, batches, each host's "
-        "steps with their exact commands, what cleanup does on failure, and an estimate of "
-        "the duration from the recipe's waits, concurrency and step estimates.\n\n" + ABOUT,
+        "steps with their exact commands, what cleanup does on failure, the estimated makespan "
+        "(the executor's sliding window replayed with the recipe's concurrency, waits and step "
+        "estimates), and per host how many times its services are held and for how long. "
+        "Roles the recipe visits once (`visits: {compute: once}`) take all their projects in "
+        "one visit per host.\n\n" + ABOUT,
         epilog="examples:\n  interlock upgrade plan openstack -i inventory.yaml\n"
         "  interlock upgrade plan my-recipe.yaml -i inventory.yaml --limit 'controllers:net*'\n"
         "  interlock upgrade plan openstack -i inventory.yaml --facts facts.json --json",
