@@ -93,7 +93,20 @@ def compiled(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def plan_document(upgrade: Any) -> dict[str, Any]:
     from interlock.rollout.plan import encode
+    from interlock.upgrade.plan_text import natural_key
 
+    hosts = [] if upgrade.plan is None else {hp.host.name for hp in upgrade.plan.hosts}
+    interruptions = []  # a list: JSON output sorts mapping keys, and hosts go in natural order
+    for name in sorted(hosts, key=natural_key):
+        times = upgrade.interruptions.get(name, ())
+        interruptions.append(
+            {
+                "host": name,
+                "count": len(times),
+                "seconds": [round(value, 1) for value in times],
+                "total_seconds": round(sum(times), 1),
+            }
+        )
     return {
         "recipe": upgrade.recipe.name,
         "recipe_path": upgrade.recipe.path,
@@ -101,6 +114,9 @@ def plan_document(upgrade: Any) -> dict[str, Any]:
         "projects": list(upgrade.projects),
         "notes": list(upgrade.notes),
         "estimate_seconds": round(upgrade.seconds, 1),
+        "makespan_seconds": round(upgrade.seconds, 1),
+        "visits": {role: list(projects) for role, projects in upgrade.visits.items()},
+        "interruptions": interruptions,
         "batch_estimates": {key: round(value, 1) for key, value in upgrade.estimates.items()},
         "plan": None if upgrade.plan is None else encode(upgrade.plan),
     }
@@ -269,8 +285,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="print exactly what `run` would do, with the commands per host and a duration",
         formatter_class=fmt,
         description="Compile the plan and print it: phases, projects, batches, each host's "
-        "steps with their exact commands, what cleanup does on failure, and an estimate of "
-        "the duration from the recipe's waits, concurrency and step estimates.\n\n" + ABOUT,
+        "steps with their exact commands, what cleanup does on failure, the estimated makespan "
+        "(the executor's sliding window replayed with the recipe's concurrency, waits and step "
+        "estimates), and per host how many times its services are held and for how long. "
+        "Roles the recipe visits once (`visits: {compute: once}`) take all their projects in "
+        "one visit per host.\n\n" + ABOUT,
         epilog="examples:\n  interlock upgrade plan openstack -i inventory.yaml\n"
         "  interlock upgrade plan my-recipe.yaml -i inventory.yaml --limit 'controllers:net*'\n"
         "  interlock upgrade plan openstack -i inventory.yaml --facts facts.json --json",
