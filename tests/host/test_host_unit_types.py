@@ -304,6 +304,29 @@ def test_check_names_missing_services(replay: Replay, tmp_path: Path) -> None:
     assert "zzz-real: no such service on this host" in text.stderr
 
 
+@pytest.mark.root
+def test_check_settles_dormant_sockets_and_targets(replay: Replay, tmp_path: Path) -> None:
+    """What a reboot leaves after an openssh-server upgrade: sshd has started since, the
+    socket and the rescue target are dormant: nothing is owed, nothing is run."""
+    root = tmp_path / "root"
+    ledger = record(root, "ssh", "ssh.socket", "rescue-ssh.target")
+    units = {**OPENSSH_UNITS, "ssh.service": ["ssh-restarted.unix.txt"]}
+    result = replay(units, [str(INTERLOCK), "--root", str(root), "check", "--json"])
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [e["service"] for e in report["cleared"]] == ["ssh"]
+    assert sorted(e["service"] for e in report["settled"]) == ["rescue-ssh.target", "ssh.socket"]
+    assert report["pending"] == []
+    assert ledger.read().events == []
+    assert [call for call in systemctl_calls(tmp_path) if call[0] != "show"] == []
+    record(root, "ssh.socket")
+    text = replay(units, [str(INTERLOCK), "--root", str(root), "check"])
+    assert text.stdout == (
+        "cleared: ssh.socket restart (Package update): neither active nor enabled, "
+        "a package's restart of it does nothing\n1 cleared, 0 still pending\n"
+    )
+
+
 # -- sysv, live: a purged service does not block cron --------------------------------------------
 
 

@@ -21,7 +21,7 @@ from interlock.host.auto_restarts import validate_services
 from interlock.host.hooks import DeferredHook, HookFailed, HookStore, run_hook_command
 from interlock.host.ledger import DeferredEvent, Ledger
 from interlock.host.paths import HostPaths
-from interlock.host.policy import canonical_service
+from interlock.host.policy import canonical_service, is_valid_service_name
 from interlock.host.services.base import (
     DEFAULT_SETTLE,
     ServiceError,
@@ -45,6 +45,7 @@ class CheckReport:
     pending: list[DeferredEvent]
     errors: list[str]
     missing: list[str] = field(default_factory=list)  # pending units no such service backs
+    settled: list[DeferredEvent] = field(default_factory=list)  # of dormant sockets and targets
 
 
 def check(paths: HostPaths, manager: ServiceManager) -> CheckReport:
@@ -69,7 +70,17 @@ def _check(paths: HostPaths, manager: ServiceManager) -> CheckReport:
         if event.unit in states and states[event.unit].started_after(event.timestamp)
     ]
     cleared = ledger.remove(satisfied)
-    pending = [event for event in events if event not in cleared]
+    # The unit-type rule (interlock.host.services.units): a dormant socket or target owes nothing.
+    dormant = set()
+    for unit in sorted({event.unit for event in events if event not in cleared}):
+        if unit_type(unit) != "service" and is_valid_service_name(unit) and "/" not in unit:
+            try:
+                if manager.dormant(unit):
+                    dormant.add(unit)
+            except (ServiceError, OSError) as exc:
+                errors.append(f"{unit}: {exc}")
+    settled = ledger.remove([e for e in events if e.unit in dormant and e not in cleared])
+    pending = [event for event in events if event not in cleared and event not in settled]
     # A purged service never starts again: say so, or its events look merely late forever.
     missing = []
     for unit in sorted({event.unit for event in pending}):
@@ -80,7 +91,7 @@ def _check(paths: HostPaths, manager: ServiceManager) -> CheckReport:
                 missing.append(unit)
         except (KeyError, ServiceError, OSError):
             continue  # its state error is already reported
-    return CheckReport(cleared, pending, errors, missing)
+    return CheckReport(cleared, pending, errors, missing, settled)
 
 
 def _service_of(unit: str) -> str:
