@@ -90,12 +90,14 @@ with open(config["log"], "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
 args = sys.argv[1:]
 units = args[args.index("--") + 1 :]
-if args[0] == "restart":
+if args[0] in ("restart", "start", "stop"):
     for unit in units:
-        if unit not in config["units"] or len(config["units"][unit]) < 2:
+        states = config["units"].get(unit, [])
+        if args[0] == "restart" and len(states) < 2:
             sys.stderr.write(f"Failed to restart {unit}: replay has no next state\\n")
             sys.exit(1)
-        config["units"][unit].pop(0)
+        if args[0] != "stop" and len(states) > 1:
+            states.pop(0)
     with open(config_path + ".tmp", "w") as out:
         json.dump(config, out)
     os.rename(config_path + ".tmp", config_path)
@@ -114,7 +116,8 @@ Replay = Callable[[dict[str, list[str]], list[str]], subprocess.CompletedProcess
 @pytest.fixture
 def replay(tmp_path: Path) -> Iterator[Replay]:
     """Run a command where /usr/bin/systemctl replays fixtures (each unit: its states in order,
-    a `restart` moves to the next) and /run/systemd/system exists. Nothing starts systemd."""
+    a `restart` or `start` moves to the next, `stop` changes nothing) and /run/systemd/system
+    exists. Nothing starts systemd."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare")
     config = tmp_path / "replay.json"
@@ -162,13 +165,16 @@ def record(root: Path, *services: str) -> Ledger:
     return ledger
 
 
-# What openssh-server's postinst leaves on a systemd host whose auto restarts are off, plus a
-# target no package should ever get restarted and a service purged since its event.
+# What openssh-server's postinst leaves on a systemd host whose auto restarts are off (Debian's
+# defaults: ssh.service listens, ssh.socket disabled, rescue-ssh.target static), plus a static
+# target no package should ever get restarted, an active target and a service purged since its
+# event. Every state was captured from a systemd lab host (tests/systemd/capture.py).
 OPENSSH_UNITS = {
     "ssh.service": ["ssh-active.unix.txt", "ssh-restarted.unix.txt"],
     "ssh.socket": ["ssh-socket-inactive.unix.txt"],
-    "rescue-ssh.target": ["poweroff-target.unix.txt"],
+    "rescue-ssh.target": ["rescue-ssh-target.unix.txt"],
     "poweroff.target": ["poweroff-target.unix.txt"],
+    "multi-user.target": ["multi-user-target.unix.txt"],
     "cron.service": ["cron-active.unix.txt", "cron-restarted.unix.txt"],
 }
 
@@ -177,62 +183,74 @@ OPENSSH_UNITS = {
 def test_systemd_restarts_services_only(replay: Replay, tmp_path: Path) -> None:
     root = tmp_path / "root"
     ledger = record(
-        root, "ssh", "ssh.socket", "rescue-ssh.target", "poweroff.target", "zzz-real", "cron"
+        root,
+        "ssh",
+        "ssh.socket",
+        "rescue-ssh.target",
+        "poweroff.target",
+        "multi-user.target",
+        "zzz-real",
+        "cron",
     )
     argv = [str(INTERLOCK), "--root", str(root), "restart", "--deferred-only", "--json"]
     result = replay(OPENSSH_UNITS, [*argv, "--settle", "0.2", "--timeout", "5"])
     acted = [call for call in systemctl_calls(tmp_path) if call[0] != "show"]
     assert acted == [["restart", "--", "cron.service"], ["restart", "--", "ssh.service"]]
-    assert result.returncode == 1, result.stderr  # the target and the missing service stay owed
+    assert result.returncode == 1, result.stderr  # the active target and the missing service
     report = json.loads(result.stdout)
     status = {o["service"]: o["status"] for o in report["outcomes"]}
     assert status == {
-        "poweroff.target": "not-restartable",
-        "rescue-ssh.target": "not-restartable",
+        # dormant: deb-systemd-invoke would have skipped them too; never started
+        "poweroff.target": "settled",
+        "rescue-ssh.target": "settled",
+        "ssh.socket": "settled",
+        "multi-user.target": "not-restartable",
         "cron": "restarted",
         "ssh": "restarted",
-        "ssh.socket": "settled",  # not listening: sshd's own restart settles it
         "zzz-real": "missing",
     }
     assert report["not_attempted"] == []
     left = sorted(event.service for event in ledger.read().events)
-    assert left == ["poweroff.target", "rescue-ssh.target", "zzz-real"]
+    assert left == ["multi-user.target", "zzz-real"]
     detail = {o["service"]: o["detail"] for o in report["outcomes"]}
-    assert "interlock clear poweroff.target" in detail["poweroff.target"]
+    assert "interlock clear multi-user.target" in detail["multi-user.target"]
+    assert "neither active nor enabled" in detail["ssh.socket"]
     assert "--prune-missing" in detail["zzz-real"]
 
     # The operator's way out: prune what no longer exists, clear what is not restartable.
     pruned = replay(OPENSSH_UNITS, [*argv, "--prune-missing", "--settle", "0.2"])
-    assert pruned.returncode == 1, pruned.stderr  # the targets are still owed
+    assert pruned.returncode == 1, pruned.stderr  # the active target is still owed
     outcomes = {o["service"]: o for o in json.loads(pruned.stdout)["outcomes"]}
     assert outcomes["zzz-real"]["status"] == "pruned"
     assert [e["service"] for e in outcomes["zzz-real"]["cleared"]] == ["zzz-real"]
     clear = replay(
-        OPENSSH_UNITS,
-        [str(INTERLOCK), "--root", str(root), "clear", "poweroff.target", "rescue-ssh.target"],
+        OPENSSH_UNITS, [str(INTERLOCK), "--root", str(root), "clear", "multi-user.target"]
     )
     assert clear.returncode == 0, clear.stderr
     assert ledger.read().events == []
-    assert not any(
-        call[0] == "restart" and "target" in call[-1] for call in systemctl_calls(tmp_path)
-    )
+    assert not any(call[0] != "show" and "target" in call[-1] for call in systemctl_calls(tmp_path))
 
 
 @pytest.mark.root
 def test_systemd_named_target_is_refused(replay: Replay, tmp_path: Path) -> None:
     root = tmp_path / "root"
-    argv = [str(INTERLOCK), "--root", str(root), "restart", "poweroff.target", "--json"]
-    result = replay(OPENSSH_UNITS, argv)
-    assert [call for call in systemctl_calls(tmp_path) if call[0] != "show"] == []
+    root.mkdir()
+    argv = [str(INTERLOCK), "--root", str(root), "restart", "--json"]
+    result = replay(OPENSSH_UNITS, [*argv, "multi-user.target"])
     assert result.returncode == 1
     [outcome] = json.loads(result.stdout)["outcomes"]
     assert outcome["status"] == "not-restartable"
+    result = replay(OPENSSH_UNITS, [*argv, "poweroff.target"])
+    assert result.returncode == 0  # dormant: there is nothing to do, and nothing is done
+    [outcome] = json.loads(result.stdout)["outcomes"]
+    assert outcome["status"] == "settled"
+    assert [call for call in systemctl_calls(tmp_path) if call[0] != "show"] == []
 
 
 @pytest.mark.root
 def test_systemd_listening_socket(replay: Replay, tmp_path: Path) -> None:
-    """A listening socket whose service is not running (socket activation) is itself restarted;
-    a listening socket whose service runs is left alone, reported, and keeps its event."""
+    """A listening socket is restarted with the services it triggers: those that run stop with
+    it and start again on the new socket (systemd refuses to listen again while one runs)."""
     root = tmp_path / "root"
     ledger = record(root, "ssh.socket")
     activated = {
@@ -244,24 +262,32 @@ def test_systemd_listening_socket(replay: Replay, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     [outcome] = json.loads(result.stdout)["outcomes"]
     assert (outcome["service"], outcome["status"]) == ("ssh.socket", "restarted")
+    assert outcome["detail"] == "restarted (invocation 1b05ac76 → 0422d568)"
     assert [c for c in systemctl_calls(tmp_path) if c[0] != "show"] == [
-        ["restart", "--", "ssh.socket"]
+        ["stop", "--", "ssh.socket", "ssh.service"],
+        ["start", "--", "ssh.socket"],
     ]
     assert ledger.read().events == []
 
+    # Both run, and both are owed: one stop and one start restart both.
     (tmp_path / "systemctl.log").unlink()
-    record(root, "ssh.socket")
+    record(root, "ssh.socket", "ssh")
     both = {
-        "ssh.socket": ["ssh-socket-listening.unix.txt"],
-        "ssh.service": ["ssh-active.unix.txt"],
+        "ssh.socket": ["ssh-socket-listening.unix.txt", "ssh-socket-relistening.unix.txt"],
+        "ssh.service": ["ssh-active.unix.txt", "ssh-restarted.unix.txt"],
     }
     result = replay(both, [*argv, "--settle", "0.2"])
-    assert [c for c in systemctl_calls(tmp_path) if c[0] != "show"] == []
-    assert result.returncode == 1
-    [outcome] = json.loads(result.stdout)["outcomes"]
-    assert outcome["status"] == "not-restartable"
-    assert "ssh runs" in outcome["detail"]
-    assert [e.service for e in ledger.read().events] == ["ssh.socket"]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [c for c in systemctl_calls(tmp_path) if c[0] != "show"] == [
+        ["stop", "--", "ssh.socket", "ssh.service"],
+        ["start", "--", "ssh.socket", "ssh.service"],
+    ]
+    status = {
+        o["service"]: (o["status"], o["detail"]) for o in json.loads(result.stdout)["outcomes"]
+    }
+    assert status["ssh.socket"][0] == "restarted"
+    assert status["ssh"] == ("restarted", "restarted with ssh.socket (pid 75 → 112)")
+    assert ledger.read().events == []
 
 
 @pytest.mark.root
@@ -276,6 +302,29 @@ def test_check_names_missing_services(replay: Replay, tmp_path: Path) -> None:
     assert [e["service"] for e in report["cleared"]] == ["cron"]
     text = replay(units, [str(INTERLOCK), "--root", str(root), "check"])
     assert "zzz-real: no such service on this host" in text.stderr
+
+
+@pytest.mark.root
+def test_check_settles_dormant_sockets_and_targets(replay: Replay, tmp_path: Path) -> None:
+    """What a reboot leaves after an openssh-server upgrade: sshd has started since, the
+    socket and the rescue target are dormant: nothing is owed, nothing is run."""
+    root = tmp_path / "root"
+    ledger = record(root, "ssh", "ssh.socket", "rescue-ssh.target")
+    units = {**OPENSSH_UNITS, "ssh.service": ["ssh-restarted.unix.txt"]}
+    result = replay(units, [str(INTERLOCK), "--root", str(root), "check", "--json"])
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [e["service"] for e in report["cleared"]] == ["ssh"]
+    assert sorted(e["service"] for e in report["settled"]) == ["rescue-ssh.target", "ssh.socket"]
+    assert report["pending"] == []
+    assert ledger.read().events == []
+    assert [call for call in systemctl_calls(tmp_path) if call[0] != "show"] == []
+    record(root, "ssh.socket")
+    text = replay(units, [str(INTERLOCK), "--root", str(root), "check"])
+    assert text.stdout == (
+        "cleared: ssh.socket restart (Package update): neither active nor enabled, "
+        "a package's restart of it does nothing\n1 cleared, 0 still pending\n"
+    )
 
 
 # -- sysv, live: a purged service does not block cron --------------------------------------------

@@ -1,6 +1,7 @@
 """`interlock restart` and `interlock check` through systemctl on systemd hosts, verified by each
-unit's InvocationID: a unit that fails to start, socket activation (ssh.socket) and a daemon that
-forks (haproxy's master and worker). cmp3 and lb1 are this module's."""
+unit's InvocationID: a unit that fails to start, openssh-server's ssh.service, ssh.socket and
+rescue-ssh.target (Debian's defaults, then socket activation) and a daemon that forks (haproxy's
+master and worker). cmp3 and lb1 are this module's."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from systemd.conftest import sh, sh_ok, unit_property
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.slow]
 
 HOST = "cmp3"
+REINSTALL_OPENSSH = (
+    "DEBIAN_FRONTEND=noninteractive apt-get install --reinstall -y --no-download openssh-server"
+)
 BROKEN_UNIT = """[Unit]
 Description=A service whose start fails while /etc/lab-broken.fail exists
 
@@ -28,7 +32,9 @@ WantedBy=multi-user.target
 POLICY = """blocked_actions:
   lab-broken: [restart]
   cron: [restart]
+  ssh: [restart]
   ssh.socket: [restart]
+  rescue-ssh.target: [restart]
 policy_requestor_name: lab-test
 policy_requestor_type: test
 """
@@ -88,29 +94,59 @@ def test_check_clears_only_what_restarted_since(host: Lab) -> None:
     sh_ok(host, HOST, "interlock clear lab-broken")
 
 
-def test_ssh_socket_restarts_with_the_sshd_it_activates(host: Lab) -> None:
-    # Debian's default: ssh.service listens, ssh.socket is disabled. openssh-server's scripts
-    # still ask for `ssh.socket restart`; deb-systemd-invoke would skip a disabled socket.
-    sh_ok(host, HOST, "deb-systemd-invoke restart ssh.socket || true")
-    assert owed(host, HOST) == ["ssh.socket"]
-    sshd = unit_property(host, HOST, "ssh.service", "InvocationID")
-    code, report = restart(host, HOST, "--deferred-only")
-    assert code != 0
-    assert "ssh.socket is neither running nor enabled (disabled)" in report["outcomes"][0]["detail"]
-    assert unit_property(host, HOST, "ssh.service", "InvocationID") == sshd
-    assert owed(host, HOST) == ["ssh.socket"]
-    # Socket activation (Ubuntu's default): a socket whose sshd runs refuses to start again
-    # until that sshd stops, so both restart, and sshd runs on the new socket.
-    sh_ok(host, HOST, "systemctl disable ssh.service && systemctl enable ssh.socket")
+def upgrade_openssh(lab: Lab) -> dict[str, str]:
+    """Reinstall openssh-server with its restarts refused, as an upgrade with auto restarts off
+    does; the units' InvocationIDs before."""
+    result = sh(lab, HOST, f"{REINSTALL_OPENSSH} 2>&1")
+    assert result.returncode == 0, result.stdout
+    assert "not running 'restart rescue-ssh.target ssh.service'" in result.stdout
+    assert "not running 'restart ssh.socket'" in result.stdout
+    assert owed(lab, HOST) == ["rescue-ssh.target", "ssh", "ssh.socket"]
+    return {unit: unit_property(lab, HOST, unit, "InvocationID") for unit in SSH_UNITS}
+
+
+SSH_UNITS = ("ssh.service", "ssh.socket")
+
+
+def test_openssh_upgrade_on_debians_defaults_restarts_sshd_only(host: Lab) -> None:
+    # ssh.service listens; ssh.socket is disabled and would fail on the busy port 22;
+    # rescue-ssh.target is static. deb-systemd-invoke would skip both: so does interlock.
+    before = upgrade_openssh(host)
     code, report = restart(host, HOST, "--deferred-only")
     assert code == 0, report
-    assert unit_property(host, HOST, "ssh.socket", "ActiveState") == "active"
-    assert unit_property(host, HOST, "ssh.socket", "InvocationID") != ""
-    assert unit_property(host, HOST, "ssh.service", "InvocationID") != sshd
+    status = {o["service"]: o["status"] for o in report["outcomes"]}
+    assert status == {"rescue-ssh.target": "settled", "ssh.socket": "settled", "ssh": "restarted"}
+    assert unit_property(host, HOST, "ssh.service", "InvocationID") != before["ssh.service"]
+    assert unit_property(host, HOST, "ssh.socket", "ActiveState") == "inactive"
+    assert unit_property(host, HOST, "rescue-ssh.target", "ActiveState") == "inactive"
     assert owed(host, HOST) == []
-    listeners = sh_ok(host, HOST, "ss -Hltnp 'sport = :22'")
-    assert '("systemd",pid=1,' in listeners and '("sshd",' in listeners
-    assert sh_ok(host, HOST, "hostname").strip() == HOST
+    again = sh(host, HOST, "interlock restart --deferred-only")  # nothing left: nothing done
+    assert (again.returncode, again.stdout) == (0, "Nothing to restart.\n")
+    assert unit_property(host, HOST, "ssh.service", "InvocationID") != before["ssh.service"]
+
+
+def test_openssh_upgrade_under_socket_activation_restarts_socket_and_sshd(host: Lab) -> None:
+    # Socket activation (Ubuntu's default): the socket listens and passes port 22 to sshd. Once
+    # a connection has started sshd, systemd refuses to listen again until sshd stops, so both
+    # restart, and sshd runs on the new socket. The first round starts the socket (enabled,
+    # not yet listening), the second restarts a listening one.
+    sh_ok(host, HOST, "systemctl disable ssh.service && systemctl enable ssh.socket")
+    for _ in range(2):
+        before = upgrade_openssh(host)
+        code, report = restart(host, HOST, "--deferred-only")
+        assert code == 0, report
+        status = {o["service"]: (o["status"], o["detail"]) for o in report["outcomes"]}
+        assert status["rescue-ssh.target"][0] == "settled"
+        assert status["ssh.socket"][0] == "restarted"
+        assert status["ssh"][0] == "restarted"
+        assert status["ssh"][1].startswith("restarted with ssh.socket")
+        for unit in SSH_UNITS:
+            assert unit_property(host, HOST, unit, "ActiveState") == "active", unit
+            assert unit_property(host, HOST, unit, "InvocationID") not in ("", before[unit])
+        assert owed(host, HOST) == []
+        listeners = sh_ok(host, HOST, "ss -Hltnp 'sport = :22'")
+        assert '("systemd",pid=1,' in listeners and '("sshd",' in listeners
+        assert sh_ok(host, HOST, "hostname").strip() == HOST
 
 
 def test_haproxy_master_and_workers_are_replaced(host: Lab) -> None:

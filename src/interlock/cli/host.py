@@ -134,6 +134,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         emit_json(
             {
                 "cleared": [e.as_dict() for e in report.cleared],
+                "settled": [e.as_dict() for e in report.settled],
                 "pending": [e.as_dict() for e in report.pending],
                 "errors": report.errors,
                 "missing": report.missing,
@@ -142,7 +143,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         for event in report.cleared:
             echo(f"cleared: {event.service} {event.action} ({event.reason}): it has restarted")
-        echo(f"{len(report.cleared)} cleared, {len(report.pending)} still pending")
+        for event in report.settled:
+            echo(
+                f"cleared: {event.service} {event.action} ({event.reason}): neither active nor "
+                "enabled, a package's restart of it does nothing"
+            )
+        cleared = len(report.cleared) + len(report.settled)
+        echo(f"{cleared} cleared, {len(report.pending)} still pending")
         for error in report.errors:
             warn(error)
         for unit in report.missing:

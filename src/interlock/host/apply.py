@@ -21,7 +21,7 @@ from interlock.host.auto_restarts import validate_services
 from interlock.host.hooks import DeferredHook, HookFailed, HookStore, run_hook_command
 from interlock.host.ledger import DeferredEvent, Ledger
 from interlock.host.paths import HostPaths
-from interlock.host.policy import canonical_service
+from interlock.host.policy import canonical_service, is_valid_service_name
 from interlock.host.services.base import (
     DEFAULT_SETTLE,
     ServiceError,
@@ -45,6 +45,7 @@ class CheckReport:
     pending: list[DeferredEvent]
     errors: list[str]
     missing: list[str] = field(default_factory=list)  # pending units no such service backs
+    settled: list[DeferredEvent] = field(default_factory=list)  # of dormant sockets and targets
 
 
 def check(paths: HostPaths, manager: ServiceManager) -> CheckReport:
@@ -69,7 +70,17 @@ def _check(paths: HostPaths, manager: ServiceManager) -> CheckReport:
         if event.unit in states and states[event.unit].started_after(event.timestamp)
     ]
     cleared = ledger.remove(satisfied)
-    pending = [event for event in events if event not in cleared]
+    # The unit-type rule (interlock.host.services.units): a dormant socket or target owes nothing.
+    dormant = set()
+    for unit in sorted({event.unit for event in events if event not in cleared}):
+        if unit_type(unit) != "service" and is_valid_service_name(unit) and "/" not in unit:
+            try:
+                if manager.dormant(unit):
+                    dormant.add(unit)
+            except (ServiceError, OSError) as exc:
+                errors.append(f"{unit}: {exc}")
+    settled = ledger.remove([e for e in events if e.unit in dormant and e not in cleared])
+    pending = [event for event in events if event not in cleared and event not in settled]
     # A purged service never starts again: say so, or its events look merely late forever.
     missing = []
     for unit in sorted({event.unit for event in pending}):
@@ -80,7 +91,7 @@ def _check(paths: HostPaths, manager: ServiceManager) -> CheckReport:
                 missing.append(unit)
         except (KeyError, ServiceError, OSError):
             continue  # its state error is already reported
-    return CheckReport(cleared, pending, errors, missing)
+    return CheckReport(cleared, pending, errors, missing, settled)
 
 
 def _service_of(unit: str) -> str:
@@ -90,7 +101,7 @@ def _service_of(unit: str) -> str:
 
 # What became of one unit in a restart run; only the first three leave nothing owed.
 RESTARTED = "restarted"  # a new instance, verified, stayed up; its events cleared
-SETTLED = "settled"  # an inactive socket whose service was restarted and verified
+SETTLED = "settled"  # a dormant socket or target: nothing to do, its events cleared
 PRUNED = "pruned"  # no such service on this host; its events cleared on request
 FAILED = "failed"
 MISSING = "missing"  # no such service on this host; its events stay
@@ -169,15 +180,13 @@ def _restart(
         plan = plan_restarts(event.unit for event in events)
     else:
         plan = plan_restarts(canonical_service(name) for name in services or [])
-    outcomes = [
-        RestartOutcome(
-            refusal.unit,
-            False,
-            f"{refusal.reason}; `interlock clear {refusal.unit}` forgets its events",
-            status=REFUSED,
-        )
-        for refusal in plan.refused
-    ]
+    outcomes = []
+    for refusal in plan.refused:
+        if refusal.settles_when_dormant and manager.dormant(refusal.unit):
+            outcomes.append(_settle_dormant(ledger, refusal.unit, events))
+            continue
+        detail = f"{refusal.reason}; `interlock clear {refusal.unit}` forgets its events"
+        outcomes.append(RestartOutcome(refusal.unit, False, detail, status=REFUSED))
     for index, group in enumerate(plan.groups):
         owed = {unit: [e for e in events if e.unit == unit] for unit in group.units}
         if not manager.exists(group.service):
@@ -219,28 +228,42 @@ def _restart_group(
     owed: dict[str, list[DeferredEvent]],
     timing: Timing,
 ) -> list[RestartOutcome]:
-    """Restart a service (and its socket, by the unit-type rule); stop at a failure."""
+    """A socket and its service by the unit-type rule: a dormant socket is settled, any other is
+    restarted with its running services; the service restarts on its own when owed and not
+    already restarted with its socket. Stops at a failure."""
     outcomes: list[RestartOutcome] = []
-    socket_listens = group.socket is not None and manager.state(group.socket).active
-    if group.socket is not None and socket_listens:
-        if manager.state(group.service).active:
-            detail = (
-                f"not restartable while {group.service} runs (systemd refuses to restart a "
-                f"socket whose service is active); restart both by hand, then "
-                f"`interlock check`"
-            )
-            outcomes.append(RestartOutcome(group.socket, False, detail, status=REFUSED))
+    if group.socket is not None:
+        if manager.dormant(group.socket):
+            outcomes.append(_settle_dormant(ledger, group.socket, owed[group.socket]))
         else:
+            service_before = manager.state(group.service)
             outcomes.append(_restart_one(ledger, manager, group.socket, owed, timing))
             if outcomes[-1].status == FAILED:
                 return outcomes
-    if group.service_owed or (group.socket is not None and not socket_listens):
+            service_after = manager.state(group.service)
+            if group.service_owed and service_after.differs_from(service_before):
+                cleared = ledger.remove(owed[group.service])
+                detail = (
+                    f"restarted with {group.socket} ({_instances(service_before, service_after)})"
+                )
+                outcomes.append(
+                    RestartOutcome(
+                        group.service, True, detail, cleared, service_before, service_after
+                    )
+                )
+                return outcomes
+    if group.service_owed:
         outcomes.append(_restart_one(ledger, manager, group.service, owed, timing))
-        if group.socket is not None and not socket_listens and outcomes[-1].ok:
-            cleared = ledger.remove(owed[group.socket])
-            detail = f"not listening: settled by the verified restart of {group.service}"
-            outcomes.append(RestartOutcome(group.socket, True, detail, cleared, status=SETTLED))
     return outcomes
+
+
+def _settle_dormant(ledger: Ledger, unit: str, events: list[DeferredEvent]) -> RestartOutcome:
+    cleared = ledger.remove([event for event in events if event.unit == unit])
+    detail = (
+        "neither active nor enabled: a package's restart of it does nothing "
+        "(deb-systemd-invoke skips it), so it is settled and not started"
+    )
+    return RestartOutcome(unit, True, detail, cleared, status=SETTLED)
 
 
 def _restart_one(
@@ -256,8 +279,16 @@ def _restart_one(
     except (ServiceError, OSError) as exc:
         return RestartOutcome(unit, False, str(exc), before=before, status=FAILED)
     cleared = ledger.remove(owed.get(unit, []))
-    detail = f"restarted (pid {before.pid or '-'} → {after.pid or '-'})"
+    detail = f"restarted ({_instances(before, after)})"
     return RestartOutcome(unit, True, detail, cleared, before, after)
+
+
+def _instances(before: ServiceState, after: ServiceState) -> str:
+    """Old and new instance: the pids, or for a unit without a process (a socket) the
+    InvocationIDs."""
+    if before.pid is None and after.pid is None and after.invocation:
+        return f"invocation {(before.invocation or '-')[:8]} → {after.invocation[:8]}"
+    return f"pid {before.pid or '-'} → {after.pid or '-'}"
 
 
 def clear(paths: HostPaths, services: list[str], everything: bool) -> tuple[int, int]:

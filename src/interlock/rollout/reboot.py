@@ -207,6 +207,8 @@ async def reboot(
 
 
 def _change(before: ServiceState, after: ServiceState) -> str:
+    if before.invocation and after.invocation:
+        return f"invocation {before.invocation[:8]} → {after.invocation[:8]}"
     # A PID namespace starts over at each boot: the same pid may well be a new process.
     same = " (a new process)" if before.pid == after.pid else ""
     return f"pid {before.pid} → {after.pid}{same}"
@@ -265,6 +267,6 @@ async def came_back(
         host, running, before, action.deadline, actions.service_states, actions.report_wait, step_id
     )
     return StepOutcome(
-        ", ".join(f"{name} pid {before[name].pid} → {after[name].pid}" for name in running) + note,
+        ", ".join(f"{name} {_change(before[name], after[name])}" for name in running) + note,
         {"states": {name: state_to_dict(state) for name, state in after.items()}},
     )

@@ -77,6 +77,11 @@ class ServiceManager(abc.ABC):
     @abc.abstractmethod
     def exists(self, name: str) -> bool: ...
 
+    def dormant(self, name: str) -> bool:
+        """Loaded, neither active nor enabled: a package's restart of it does nothing (see
+        interlock.host.services.units). Only systemd has such units beside its services."""
+        return False
+
     def instance_alive(self, state: ServiceState) -> bool:
         """Whether the process instance `state` saw still runs (only sysv can tell and needs
         to: systemd stops a unit's old processes before it starts the new invocation)."""

@@ -8,6 +8,7 @@ The human timestamp text, which depends on locale and time zone, is never parsed
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 
 from interlock.host.services.base import ServiceError, ServiceManager, ServiceState
@@ -24,17 +25,23 @@ PROPERTIES = (
     "ActiveEnterTimestamp",
     "ActiveEnterTimestampMonotonic",
 )
+# What decides how a socket or target is handled (interlock.host.services.units).
+UNIT_PROPERTIES = ("Id", "LoadState", "ActiveState", "UnitFileState", "Triggers")
+ENABLED = ("enabled", "enabled-runtime")  # what deb-systemd-invoke counts as enabled
+RUNNING = ("active", "reloading", "activating", "deactivating")
 
 
 def unit_name(service: str) -> str:
     return service if "." in service.rsplit("@", 1)[-1] else f"{service}.service"
 
 
-def show_command(units: list[str], unix_timestamps: bool = True) -> list[str]:
+def show_command(
+    units: list[str], unix_timestamps: bool = True, properties: tuple[str, ...] = PROPERTIES
+) -> list[str]:
     argv = ["systemctl", "show"]
     if unix_timestamps:
         argv.append("--timestamp=unix")  # systemd >= 248
-    for prop in PROPERTIES:
+    for prop in properties:
         argv += ["-p", prop]
     return [*argv, "--", *units]
 
@@ -85,10 +92,12 @@ class SystemdManager(ServiceManager):
     def __init__(self) -> None:
         self._unix_timestamps = True
 
-    def _show(self, names: list[str]) -> list[dict[str, str]]:
+    def _show(
+        self, names: list[str], properties: tuple[str, ...] = PROPERTIES
+    ) -> list[dict[str, str]]:
         units = [unit_name(name) for name in names]
         result = subprocess.run(
-            show_command(units, self._unix_timestamps),
+            show_command(units, self._unix_timestamps, properties),
             capture_output=True,
             text=True,
             check=False,
@@ -97,7 +106,7 @@ class SystemdManager(ServiceManager):
         )
         if result.returncode != 0 and self._unix_timestamps and "timestamp" in result.stderr:
             self._unix_timestamps = False  # systemd < 248: fall back to monotonic times
-            return self._show(names)
+            return self._show(names, properties)
         if result.returncode != 0:
             raise ServiceError(f"systemctl show failed: {result.stderr.strip()}")
         return parse_show(result.stdout)
@@ -118,6 +127,9 @@ class SystemdManager(ServiceManager):
     def exists(self, name: str) -> bool:
         return self._show([name])[0].get("LoadState") not in (None, "not-found")
 
+    def dormant(self, name: str) -> bool:
+        return is_dormant(self._show([name], UNIT_PROPERTIES)[0])
+
     def act(self, name: str, action: str) -> None:
         kind = unit_type(name)
         if kind not in ("service", "socket"):
@@ -130,11 +142,9 @@ class SystemdManager(ServiceManager):
         else:
             self._systemctl(name, action, [unit])
 
-    def _systemctl(
-        self, name: str, action: str, units: list[str], options: tuple[str, ...] = ()
-    ) -> str:
+    def _systemctl(self, name: str, action: str, units: list[str]) -> None:
         result = subprocess.run(
-            ["systemctl", action, *options, "--", *units],
+            ["systemctl", action, "--", *units],
             capture_output=True,
             text=True,
             check=False,
@@ -143,26 +153,36 @@ class SystemdManager(ServiceManager):
         )
         if result.returncode != 0:
             raise ServiceError(f"systemctl {action} {name} failed: {result.stderr.strip()}")
-        return result.stdout
 
     def _restart_socket(self, name: str, unit: str) -> None:
         """Restart a socket unit and the services it passes connections to.
 
-        systemd refuses to start a socket again while a service it activated still runs
-        ("Socket service ... already active, refusing"), so the services stop with it, the socket
-        starts, and the services that ran before start again on the new socket. A socket that
-        neither runs nor is enabled is left alone, as deb-systemd-invoke would leave it.
+        systemd refuses to listen again while a service the socket activated still runs
+        ("Socket service ... already active, refusing"), so the running services stop with it,
+        the socket starts, and they start again on the new socket; if that fails they are started
+        again anyway, so a failed restart does not leave them down. A dormant socket is never
+        started (interlock.host.services.units settles its events instead): it would fight its
+        service for the port.
         """
-        options = ("-p", "ActiveState,UnitFileState,Triggers")
-        text = self._systemctl(name, "show", [unit], options)
-        props = parse_show(text)[0] if text.strip() else {}
-        active = props.get("ActiveState") in ("active", "reloading")
-        if not active and props.get("UnitFileState") not in ("enabled", "enabled-runtime"):
-            raise ServiceError(
-                f"{name} is neither running nor enabled ({props.get('UnitFileState', '?')}): "
-                f"there is nothing to restart; `interlock clear {name}` forgets its events"
-            )
+        [props] = self._show([name], UNIT_PROPERTIES)
+        if is_dormant(props):
+            raise ServiceError(f"{name} is neither active nor enabled: not started")
         services = props.get("Triggers", "").split()
         running = [s for s, state in self.states(services).items() if state.active]
         self._systemctl(name, "stop", [unit, *services])
-        self._systemctl(name, "start", [unit, *running])
+        try:
+            self._systemctl(name, "start", [unit, *running])
+        except ServiceError:
+            if running:
+                with contextlib.suppress(ServiceError):
+                    self._systemctl(name, "start", running)
+            raise
+
+
+def is_dormant(props: dict[str, str]) -> bool:
+    """Loaded, neither active nor enabled: what deb-systemd-invoke's restart skips."""
+    return (
+        props.get("LoadState") == "loaded"
+        and props.get("ActiveState") not in RUNNING
+        and props.get("UnitFileState") not in ENABLED
+    )

@@ -7,15 +7,21 @@ about more than services (openssh-server's postinst: `rescue-ssh.target restart`
 
 - a plain name (`cron`, `hwclock.sh`: a suffix that is not a systemd unit type is part of the
   name) or a `.service` unit (`cron.service`, `getty@tty1.service`) is restarted and verified;
-- a `.socket` unit goes with the service of the same name (`ssh.socket` with `ssh`). If the socket
-  is not listening (Debian's `ssh.socket` is off by default and conflicts with `ssh.service`:
-  starting it would stop sshd), the service's verified restart settles its events. If it is
-  listening and its service is not running (socket activation), the socket itself is restarted
-  and verified. If both are running, systemd would refuse to restart the socket without stopping
-  the service: its events stay, reported, for the operator;
-- every other unit type (target, mount, automount, swap, device, path, timer, slice, scope) is
-  never acted on: reported as not restartable, its events stay until `interlock clear UNIT`.
+- any other unit that is *dormant* (loaded, neither active nor enabled) is settled without
+  running anything: the package's own restart of it would have done nothing, since
+  deb-systemd-invoke skips "a disabled or a static unit not running". That is Debian's
+  `ssh.socket` (disabled: ssh.service listens itself, and starting the socket beside it fails on
+  the busy port) and `rescue-ssh.target` (static), which every openssh-server upgrade with auto
+  restarts off records;
+- a `.socket` unit that is active or enabled is restarted together with the services it triggers,
+  as systemd requires (it refuses to listen again while a service it activated runs): the running
+  ones stop with it, the socket starts, they start again on it. It is verified by the socket's new
+  InvocationID, and a service that ran and now runs as a new instance counts as restarted too;
+- every other unit type (target, mount, automount, swap, device, path, timer, slice, scope) that
+  is active or enabled is never acted on: reported as not restartable, its events stay until
+  `interlock clear UNIT`.
 
+A socket's service (`ssh` for `ssh.socket`) is restarted on its own only when an event names it.
 Names are validated before anything runs; an invalid one is refused like a foreign unit type.
 """
 
@@ -51,7 +57,8 @@ def unit_type(name: str) -> str:
 
 @dataclass(frozen=True)
 class RestartGroup:
-    """One service to restart and the ledger units its restart may settle."""
+    """One service and, when an event names it, its socket: the socket's restart involves the
+    service, so they are decided together."""
 
     service: str
     service_owed: bool  # an event names the service itself (not only its socket)
@@ -67,6 +74,7 @@ class RestartGroup:
 class Refusal:
     unit: str
     reason: str
+    settles_when_dormant: bool = False  # a unit type interlock never acts on, validly named
 
 
 @dataclass(frozen=True)
@@ -93,9 +101,8 @@ def plan_restarts(units: Iterable[str]) -> RestartPlan:
             sockets[service] = unit
             owed.setdefault(service, False)
         else:
-            refused.append(
-                Refusal(unit, f"not restartable: a {kind} unit is never acted on by interlock")
-            )
+            reason = f"not restartable: a {kind} unit is never acted on by interlock"
+            refused.append(Refusal(unit, reason, settles_when_dormant=True))
     groups = tuple(
         RestartGroup(service, owed[service], sockets.get(service)) for service in sorted(owed)
     )
