@@ -4,6 +4,7 @@ and must not change the machine's /tmp, sysctls or cgroup mounts."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -52,6 +53,15 @@ SYSCTLS = (
     "net/core/default_qdisc",
     "net/ipv4/ping_group_range",
 )
+# The machine's own gate and ledger: tests work in sandboxes and --root trees, never on these.
+HOST_PATHS = (
+    "/usr/sbin/policy-rc.d",
+    "/etc/policy-rc.d",
+    "/var/lib/policy-rc.d",
+    "/etc/interlock",
+    "/var/lib/interlock",
+    "/var/log/interlock",
+)
 # Entries of /tmp older than this are nobody's scratch files of the moment: they must survive
 # the suite (other processes on the machine may come and go with their own newer files).
 SETTLED_SECONDS = 600
@@ -63,6 +73,7 @@ class MachineView:
     tmp_settled: frozenset[str]
     sysctls: dict[str, str]
     cgroup_mounts: tuple[str, ...]
+    host_paths: dict[str, str]
 
 
 def _machine_view(tmp: Path = Path("/tmp")) -> MachineView:
@@ -83,12 +94,29 @@ def _machine_view(tmp: Path = Path("/tmp")) -> MachineView:
             if line.split()[2] in ("cgroup", "cgroup2")
         )
     )
-    return MachineView(tmp.stat().st_ino, frozenset(settled), sysctls, cgroups)
+    return MachineView(tmp.stat().st_ino, frozenset(settled), sysctls, cgroups, _host_paths())
+
+
+def _host_paths() -> dict[str, str]:
+    """What each of the machine's own interlock paths is: absent, a file's digest, or a listing."""
+    seen = {}
+    for name in HOST_PATHS:
+        path = Path(name)
+        if path.is_symlink():
+            seen[name] = f"symlink to {os.readlink(path)}"
+        elif path.is_dir():
+            seen[name] = "directory: " + " ".join(sorted(os.listdir(path)))
+        elif path.exists():
+            seen[name] = "file " + hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            seen[name] = "absent"
+    return seen
 
 
 @pytest.fixture(scope="session", autouse=True)
 def machine_untouched() -> Iterator[None]:
-    """The machine's /tmp, sysctls and cgroup mounts are the same after the suite as before."""
+    """The machine's /tmp, sysctls, cgroup mounts and own policy-rc.d, policies and ledger are the
+    same after the suite as before."""
     before = _machine_view()
     canary = Path(tempfile.mkdtemp(prefix="interlock-guard-", dir="/tmp"))
     month_ago = time.time() - 30 * 86400
@@ -109,5 +137,8 @@ def machine_untouched() -> Iterator[None]:
         problems.append(f"sysctls changed: {before.sysctls} -> {after.sysctls}")
     if after.cgroup_mounts != before.cgroup_mounts:
         problems.append(f"cgroup mounts changed: {before.cgroup_mounts} -> {after.cgroup_mounts}")
+    for name, was in before.host_paths.items():
+        if after.host_paths[name] != was:
+            problems.append(f"the machine's {name} changed: {was} -> {after.host_paths[name]}")
     shutil.rmtree(canary, ignore_errors=True)
     assert not problems, "; ".join(problems)

@@ -122,6 +122,7 @@ KINDS: dict[str, Values] = {
     "holder": NAMES,
     "reason": ["", ESCAPES],
     "etcd": COUNTS_OR_ZERO,
+    "systemd": COUNTS_OR_ZERO,
 }
 KINDS_PER_COMMAND: dict[tuple[tuple[str, ...], str], Values] = {
     (("lb", "drain"), "timeout"): SECONDS_OR_ZERO,  # 0: do not wait, --on-timeout decides
