@@ -36,7 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from interlock.fleet.inventory import Host, load_inventory
+from interlock.fleet.inventory import Host
+from interlock.fleet.inventory_file import load_inventory
 from interlock.fleet.status import gather_status, probe_argv
 from interlock.fleet.transport import SshTransport, fan_out
 from interlock.host.ledger import DeferredEvent, render_event

@@ -31,7 +31,7 @@ def _age(seconds: int) -> str:
 def _targets(args: argparse.Namespace) -> tuple[Inventory, list[Host]]:
     # Imported here: the inventory reader needs libyaml's C loader, which the zipapp on the
     # hosts does not carry, and every other command must still work there.
-    from interlock.fleet.inventory import load_inventory
+    from interlock.fleet.inventory_file import load_inventory
 
     inventory = load_inventory(args.inventory)
     hosts = inventory.select(args.limit)

@@ -74,7 +74,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
 
 
 def plan_from_args(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from interlock.fleet.inventory import load_inventory
+    from interlock.fleet.inventory_file import load_inventory
     from interlock.rollout.runs import plan_for
 
     spec = spec_from_args(args)

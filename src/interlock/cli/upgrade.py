@@ -56,7 +56,7 @@ def open_transport(args: argparse.Namespace, inventory: Any) -> Any:
 
 def gather(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     """The recipe, the inventory, each role's hosts and their facts (from --facts or live)."""
-    from interlock.fleet.inventory import load_inventory
+    from interlock.fleet.inventory_file import load_inventory
     from interlock.upgrade.facts import gather_facts, load_facts, role_hosts
 
     recipe = load_recipe_arg(args.recipe)

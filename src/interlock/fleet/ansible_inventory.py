@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interlock.documents import MarkedMap, load_yaml, read_text
 from interlock.errors import FileFormatError
 from interlock.fleet.inventory import (
     NAME_RE,
@@ -32,10 +33,7 @@ from interlock.fleet.inventory import (
     GroupTree,
     Host,
     Inventory,
-    MarkedMap,
     is_address,
-    load_yaml,
-    read_text,
 )
 
 ADDRESS_VARS = ("ansible_host", "ansible_ssh_host")
