@@ -163,8 +163,10 @@ class MarkedReader:
     def check_keys(self, data: MarkedMap, keys: Sequence[str], where: str) -> None:
         for key in data:
             if key not in keys:
+                # `x-...` keys hold YAML anchors for reuse; they are allowed but not advertised.
+                expected = ", ".join(k for k in keys if not k.startswith("x-"))
                 raise self.fail(
-                    f"{where}: unknown key {key!r} (expected one of {', '.join(keys)})",
+                    f"{where}: unknown key {key!r} (expected one of: {expected})",
                     data.line_of(key),
                 )
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-from interlock.documents import MarkedMap, MarkedSeq
-from interlock.errors import FileFormatError
+from interlock.documents import MarkedMap, MarkedReader, MarkedSeq
 from interlock.fleet.inventory import (
     NAME_RE,
     RESERVED_GROUPS,
@@ -31,26 +30,23 @@ def read_interlock_yaml(data: MarkedMap, path: Path) -> Inventory:
     return _InterlockReader(str(path), path.absolute().parent).read(data)
 
 
-class _InterlockReader:
+class _InterlockReader(MarkedReader):
     def __init__(self, path: str, base: Path) -> None:
-        self.path = path
+        super().__init__(path)
         self.base = base
-
-    def fail(self, message: str, line: int | None) -> FileFormatError:
-        return FileFormatError(self.path, message, line)
 
     def read(self, data: MarkedMap) -> Inventory:
         # Top-level `x-...` keys hold YAML anchors for reuse (as in compose files) and are ignored.
         self.check_keys(
             data, (*_TOP_KEYS, *(k for k in data if str(k).startswith("x-"))), "the inventory"
         )
-        defaults = self.mapping(data, "defaults", optional=True)
+        defaults = self.section(data, "defaults", optional=True)
         self.check_keys(defaults, _DEFAULT_KEYS, "defaults")
         default_port = self.port(defaults, "port", 22)
         default_user = self.user(defaults, "user", "root")
         default_key = self.path_value(defaults, "key")
         tree = GroupTree(self.path)
-        groups_data = self.mapping(data, "groups", optional=True)
+        groups_data = self.section(data, "groups", optional=True)
         group_vars = self.read_groups(groups_data, tree)
         specs = self.read_host_specs(data, tree)
         self.check_children_defined(tree, groups_data)
@@ -104,7 +100,7 @@ class _InterlockReader:
 
     def read_host_specs(self, data: MarkedMap, tree: GroupTree) -> dict[str, tuple[MarkedMap, int]]:
         """Each host's mapping and line, its group memberships recorded in `tree`."""
-        hosts_data = self.mapping(data, "hosts", optional=False)
+        hosts_data = self.section(data, "hosts", optional=False)
         if not hosts_data:
             raise self.fail("hosts: the inventory defines no hosts", data.line_of("hosts"))
         specs: dict[str, tuple[MarkedMap, int]] = {}
@@ -137,16 +133,6 @@ class _InterlockReader:
 
     # value readers: each names the key and its line when the value is wrong
 
-    def check_keys(self, data: MarkedMap, allowed: Iterable[str], where: str) -> None:
-        allowed = tuple(allowed)
-        for key in data:
-            if key not in allowed:
-                expected = ", ".join(k for k in allowed if not k.startswith("x-"))
-                raise self.fail(
-                    f"{where}: unknown key {key!r} (expected one of: {expected})",
-                    data.line_of(key),
-                )
-
     def nested_mapping(self, value: object, where: str, line: int) -> MarkedMap:
         if value is None:
             empty = MarkedMap()
@@ -156,7 +142,7 @@ class _InterlockReader:
             raise self.fail(f"{where} must be a mapping, not {_kind(value)}", line)
         return value
 
-    def mapping(self, data: MarkedMap, key: str, *, optional: bool) -> MarkedMap:
+    def section(self, data: MarkedMap, key: str, *, optional: bool) -> MarkedMap:
         if key not in data:
             if not optional:
                 raise self.fail(f"missing required key {key!r}", data.line)
@@ -164,7 +150,7 @@ class _InterlockReader:
         return self.nested_mapping(data[key], key, data.line_of(key))
 
     def variables(self, data: MarkedMap, where: str) -> MarkedMap:
-        values = self.mapping(data, "vars", optional=True)
+        values = self.section(data, "vars", optional=True)
         for key in values:
             if not isinstance(key, str):
                 raise self.fail(
@@ -231,7 +217,7 @@ class _InterlockReader:
         return value
 
     def labels(self, data: MarkedMap, name: str) -> dict[str, str]:
-        labels = self.mapping(data, "labels", optional=True)
+        labels = self.section(data, "labels", optional=True)
         result: dict[str, str] = {}
         for key, value in labels.items():
             line = labels.line_of(key)
@@ -246,7 +232,7 @@ class _InterlockReader:
         return result
 
     def loadbalancers(self, data: MarkedMap, hosts: Mapping[str, Host]) -> dict[str, LoadBalancer]:
-        section = self.mapping(data, "loadbalancers", optional=True)
+        section = self.section(data, "loadbalancers", optional=True)
         result: dict[str, LoadBalancer] = {}
         for name, spec in section.items():
             line = section.line_of(name)
