@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from interlock.host.ledger import LOCK_NAME
 from interlock.host.services.base import ServiceState
 from interlock.rollout.probes import (
     ReplyError,
@@ -15,7 +17,12 @@ from interlock.rollout.probes import (
     parse_http_reply,
     parse_queues,
 )
-from interlock.rollout.remote_ledger import listing_command, parse_listing
+from interlock.rollout.remote_ledger import (
+    listing_command,
+    parse_listing,
+    parse_removal,
+    removal_command,
+)
 from interlock.rollout.service_state import (
     SYSTEMD,
     ServiceSetup,
@@ -181,3 +188,27 @@ def test_ledger_listing_of_a_host_without_a_ledger(tmp_path: Path) -> None:
     ).stdout
     assert output == ""
     assert parse_listing(output).events == ()
+
+
+def test_removal_takes_the_ledger_lock_and_keeps_what_changed(tmp_path: Path) -> None:
+    ledger = tmp_path / "policy-rc.d"
+    shutil.copytree(SHARED / "charm" / "ledger-neutron-gateway", ledger)
+    (ledger / "odd.deferred").write_bytes(b"\xff not UTF-8\n")
+    listing = parse_listing(
+        subprocess.run(listing_command(str(ledger)), capture_output=True, check=True).stdout.decode(
+            "utf-8", "surrogateescape"
+        )
+    )
+    paths = sorted(listing.digests)
+    changed, unchanged = paths[0], paths[1:]
+    Path(changed).write_text(Path(changed).read_text().replace("timestamp: ", "timestamp: 1"))
+    command = removal_command(str(ledger), listing, paths)
+    with open(ledger / LOCK_NAME, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        waiting = subprocess.Popen(command, stdout=subprocess.PIPE)
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiting.wait(timeout=0.5)  # the ledger's writers hold the lock: removal waits
+        assert Path(changed).exists() and all(Path(p).exists() for p in unchanged)
+    output, _ = waiting.communicate(timeout=30)
+    assert sorted(parse_removal(output.decode())) == unchanged
+    assert sorted(p.name for p in ledger.glob("*.deferred")) == [Path(changed).name]

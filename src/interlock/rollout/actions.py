@@ -32,7 +32,13 @@ from interlock.rollout.plan import (
     Snapshot,
 )
 from interlock.rollout.probes import ProbeRunner
-from interlock.rollout.remote_ledger import LedgerListing, listing_command, parse_listing
+from interlock.rollout.remote_ledger import (
+    LedgerListing,
+    listing_command,
+    parse_listing,
+    parse_removal,
+    removal_command,
+)
 from interlock.rollout.service_state import (
     ServiceSetup,
     info_command,
@@ -187,9 +193,10 @@ class HostActions:
         # Restarted since the snapshot (by an interrupted earlier try): only its events remain.
         already = await self.not_restarted(host, services, context)
         done: list[str] = []
+        kept = 0
         for service in services:
             if already is not None and service not in already:
-                await self.remove_events(host, service, listing)
+                kept += await self.remove_events(host, service, listing, action.ledger_dir)
                 done.append(service)
                 continue
             before = (await self.service_states(host, [setups[service]]))[service]
@@ -210,17 +217,24 @@ class HostActions:
                 self.report_wait,
                 "deferred",
             )
-            await self.remove_events(host, service, listing)
+            kept += await self.remove_events(host, service, listing, action.ledger_dir)
             done.append(service)
-        return StepOutcome("restarted " + ", ".join(done), {"restarted": done})
+        again = f" ({kept} event(s) requested again since, kept)" if kept else ""
+        return StepOutcome("restarted " + ", ".join(done) + again, {"restarted": done})
 
-    async def remove_events(self, host: Host, service: str, listing: LedgerListing) -> None:
+    async def remove_events(
+        self, host: Host, service: str, listing: LedgerListing, directory: str
+    ) -> int:
+        """Clear the service's events as listed; returns how many changed since and stay."""
         paths = listing.paths_of(service)
-        removed = await self.transport.run(host, ["rm", "-f", "--", *paths], timeout=30)
-        if not removed.ok:
+        command = removal_command(directory, listing, paths)
+        result = await self.transport.run(host, command, timeout=30)
+        if not result.ok:
             raise StepFailed(
-                f"{service} restarted, but its events stay: {_command_failure(removed)}"
+                f"{service} restarted, but its events stay: {_command_failure(result)}"
             )
+        removed = set(parse_removal(result.stdout.decode("utf-8", "surrogateescape")))
+        return len([path for path in paths if path not in removed])
 
     async def clear_satisfied(self, host: Host, action: ApplyDeferred) -> None:
         """`interlock check`: clear the events whose service has started since they were made."""
@@ -312,7 +326,7 @@ class HostActions:
         result = await self.transport.run(host, listing_command(directory), timeout=PROBE_TIMEOUT)
         if not result.ok:
             raise StepFailed(f"cannot read the ledger {directory}: {_command_failure(result)}")
-        return parse_listing(result.stdout.decode("utf-8", "replace"))
+        return parse_listing(result.stdout.decode("utf-8", "surrogateescape"))
 
     # --- cleanup ------------------------------------------------------------------------------
 

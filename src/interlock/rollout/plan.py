@@ -177,7 +177,8 @@ class ApplyDeferred:
             return [f"$ {shlex.join(self.check_argv())}", f"$ {shlex.join(self.argv())}"]
         return [
             f"for each service with events in {self.ledger_dir}/*.deferred: "
-            "$ service SERVICE restart, verify it restarted, then remove its event files"
+            "$ service SERVICE restart, verify it restarted, then remove its event files "
+            "still as read, under the ledger's lock"
         ]
 
 
