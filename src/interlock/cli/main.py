@@ -23,7 +23,7 @@ GROUP_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(groups: Sequence[str] = GROUP_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="interlock",
         description="Control service-interrupting events (restarts, drains, upgrades) on "
@@ -36,14 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="operate on the host tree under DIR (a chroot or image) instead of /",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in GROUP_MODULES:
+    for name in groups:
         module = importlib.import_module(f"interlock.cli.{name}")
         module.register(commands)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, groups: Sequence[str] = GROUP_MODULES) -> int:
+    parser = build_parser(groups)
     args = parser.parse_args(argv)
     try:
         result: int = args.handler(args)

@@ -24,30 +24,50 @@ if TYPE_CHECKING:
     from interlock.fleet.transport import Transport
 
 HOST_ZIPAPP = "/usr/sbin/interlock"
-# Packages copied into the zipapp beside interlock (import names).
-BUNDLED = ("yaml", "rich", "markdown_it", "mdurl", "pygments")
-MAIN = "import sys\nfrom interlock.fleet.install import zipapp_main\nsys.exit(zipapp_main())\n"
+# What the host commands (cli/host_entry.py) import, relative to the interlock package: hosts do
+# not get the fleet, rollout, upgrade, load-balancer, lab or demo code.
+HOST_PARTS = (
+    "__init__.py",
+    "py.typed",
+    "errors.py",
+    "host",
+    "detect",
+    "observe",
+    "cli/__init__.py",
+    "cli/main.py",
+    "cli/host_entry.py",
+    "cli/host.py",
+    "cli/gate.py",
+    "cli/detect.py",
+    "cli/output.py",
+)
+# Packages copied into the zipapp beside interlock (import names): rich's console and tables
+# need neither pygments nor markdown-it.
+BUNDLED = ("yaml", "rich")
+MAIN = "import sys\nfrom interlock.cli.host_entry import main\nsys.exit(main())\n"
 # Every member gets this timestamp, so the archive's digest changes only with its content and a
 # host is rewritten only when interlock really changed.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def _members() -> list[tuple[str, Path]]:
-    """(name in the archive, source file) for interlock and the bundled packages, sorted."""
-    roots = [Path(package_root()) / "interlock"]
+    """(name in the archive, source file) for interlock's host side and the bundled packages."""
+    package = Path(package_root()) / "interlock"
+    roots = [package / part for part in HOST_PARTS]
     for name in BUNDLED:
         module = importlib.import_module(name)
         assert module.__file__ is not None
         roots.append(Path(module.__file__).parent)
     members = []
     for root in roots:
-        for path in root.rglob("*"):
+        top = package.parent if root.is_relative_to(package) else root.parent
+        for path in [root] if root.is_file() else root.rglob("*"):
             # Compiled extensions cannot be imported from a zip; their packages fall back to
             # pure Python (PyYAML without libyaml).
             if path.suffix in {".pyc", ".so"} or "__pycache__" in path.parts:
                 continue
             if path.is_file():
-                members.append((path.relative_to(root.parent).as_posix(), path))
+                members.append((path.relative_to(top).as_posix(), path))
     return sorted(members)
 
 
@@ -66,25 +86,6 @@ def build_zipapp(destination: Path) -> str:
     destination.write_bytes(data)
     destination.chmod(0o755)
     return hashlib.sha256(data).hexdigest()
-
-
-def zipapp_main() -> int:
-    """The zipapp's entry point on a host: every command group whose libraries it carries.
-
-    Groups that need compiled libraries (asyncssh's cryptography) cannot run from a zip; they
-    are left out rather than breaking the host commands.
-    """
-    from interlock.cli import main as cli
-
-    available = []
-    for group in cli.GROUP_MODULES:
-        try:
-            importlib.import_module(f"interlock.cli.{group}")
-        except ImportError:
-            continue
-        available.append(group)
-    cli.GROUP_MODULES = tuple(available)
-    return cli.main()
 
 
 @dataclass(frozen=True)
