@@ -241,6 +241,8 @@ def test_an_event_already_satisfied_is_cleared_not_restarted_again(host: Host) -
     assert host.rollout("run", "--spec", str(spec), log="run.log") == 0, (
         host.directory / "run.log"
     ).read_text()
-    assert steps_of(host) == {"host": "done: nothing to do"}
+    assert steps_of(host) == {
+        "host": f"done: nothing to do (paid meanwhile: {SERVICE} restarted since its event)"
+    }
     assert host.pid() == after
     assert Ledger(str(host.ledger_dir)).read().events == []

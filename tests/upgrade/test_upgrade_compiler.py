@@ -8,10 +8,11 @@ from collections import Counter
 import pytest
 
 from interlock.errors import UsageError
+from interlock.facts.packages import PackageFact
 from interlock.rollout.plan import Batch, Drain, Enable, Gate, Plan, Restarted, RunCommand, Soak
 from interlock.upgrade import steps
 from interlock.upgrade.compiler import UpgradePlan, compile_upgrade, section_of
-from interlock.upgrade.facts import PackageFact, packages_for, role_hosts, roles_by_host
+from interlock.upgrade.facts import packages_for, role_hosts, roles_by_host
 from interlock.upgrade.plan_text import render
 from interlock.upgrade.recipe import Recipe, builtin_recipe_path, load_recipe
 from upgrade.upgrade_cloud import NEW, cloud, facts_for

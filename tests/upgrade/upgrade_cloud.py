@@ -3,8 +3,9 @@ computes, 2 network nodes, 2 storage nodes, and their facts as a Caracal upgrade
 
 from __future__ import annotations
 
+from interlock.facts.packages import PackageFact
 from interlock.fleet.inventory import Host, Inventory
-from interlock.upgrade.facts import HostFacts, PackageFact, packages_for, role_hosts, roles_by_host
+from interlock.upgrade.facts import HostFacts, packages_for, role_hosts, roles_by_host
 from interlock.upgrade.facts import services_for as services_of
 from interlock.upgrade.recipe import Recipe
 

@@ -414,6 +414,7 @@ class Executor:
         if claim is None:
             return HostResult("skipped", "done or skipped meanwhile")
         attempt = claim.attempt
+        self.actions.begin_attempt(host)
         records = self.journal.steps(self.run_id, batch.id, host.name)
         if any(r.attempt < attempt or r.step.endswith(UNDO_SUFFIX) for r in records.values()):
             # A new attempt (or one whose cleanup had begun): transitions and checks again,
@@ -432,7 +433,10 @@ class Executor:
         try:
             await self.host_steps(batch, host_plan, attempt, records)
         except _NothingToDo:
-            return self.host_done(batch, host, started, "nothing to do")
+            why = self.actions.why_no_work(host)
+            return self.host_done(
+                batch, host, started, "nothing to do" + (f" ({why})" if why else "")
+            )
         except _HostFailed as failure:
             reason = str(failure)
         except asyncio.CancelledError:
