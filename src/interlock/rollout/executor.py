@@ -434,6 +434,9 @@ class Executor:
             await self.host_steps(batch, host_plan, attempt, records)
         except _NothingToDo:
             why = self.actions.why_no_work(host)
+            if why is None and host_plan.debt:
+                owed = ", ".join(debt.service for debt in host_plan.debt)
+                why = f"owed {owed} when planned, cleared meanwhile"
             return self.host_done(
                 batch, host, started, "nothing to do" + (f" ({why})" if why else "")
             )

@@ -15,6 +15,7 @@ from typing import Any
 
 from interlock.errors import InterlockError, UsageError
 from interlock.fleet.inventory import Inventory, LoadBalancer
+from interlock.fleet.status import gather_status_sync
 from interlock.fleet.transport.base import Transport
 from interlock.rollout.actions import HostActions
 from interlock.rollout.balancer import Balancer, HaproxyBalancer, NoBalancer
@@ -29,9 +30,15 @@ from interlock.rollout.spec import RolloutSpec
 ExecutorHook = Callable[[Executor], None]
 
 
-def plan_for(spec: RolloutSpec, inventory: Inventory) -> Plan:
+def plan_for(spec: RolloutSpec, inventory: Inventory, *, read_debt: bool = True) -> Plan:
+    """The plan; for deferred restarts (unless not `read_debt`) from the fleet status, read
+    once per host, so the plan shows what each host owes."""
     hosts = inventory.select(spec.limit)
-    return build_plan(spec, hosts, inventory.hosts)
+    status = None
+    if read_debt and spec.action.kind == "deferred" and hosts:
+        transport = open_transport(settings_for(spec, inventory))
+        status = gather_status_sync(hosts, transport, ledger_dir=spec.ledger_dir)
+    return build_plan(spec, hosts, inventory.hosts, status)
 
 
 def settings_for(spec: RolloutSpec, inventory: Inventory) -> dict[str, Any]:
