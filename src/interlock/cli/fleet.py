@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING
 
 from interlock.cli.output import emit_json, table, warn
 from interlock.errors import UsageError
+from interlock.fleet.inventory import DEFAULT_INVENTORY
 
 if TYPE_CHECKING:
     from interlock.fleet.install import InstallResult
     from interlock.fleet.inventory import Host, Inventory
     from interlock.fleet.transport import HostOutcome, SshTransport
-
-DEFAULT_INVENTORY = "/etc/interlock/inventory.yaml"
 
 
 def _age(seconds: int) -> str:

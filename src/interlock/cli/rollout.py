@@ -12,8 +12,8 @@ from typing import Any
 
 from interlock.cli.output import emit_json, table
 from interlock.errors import InterlockError, UsageError
+from interlock.fleet.inventory import DEFAULT_INVENTORY
 
-DEFAULT_INVENTORY = "/etc/interlock/inventory.yaml"
 EXIT_COMPLETE = 0
 EXIT_PAUSED = 3
 EXIT_ABORTED = 4

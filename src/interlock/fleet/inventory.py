@@ -20,6 +20,7 @@ from interlock.fleet.host_pattern import select_hosts
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 RESERVED_GROUPS = frozenset({"all", "ungrouped"})
+DEFAULT_INVENTORY = "/etc/interlock/inventory.yaml"
 
 
 @dataclass(frozen=True)

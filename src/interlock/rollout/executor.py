@@ -36,7 +36,6 @@ from interlock.rollout.probes import ProbeRunner
 from interlock.rollout.schedule import GroupKey, GroupLimits, Rounding
 
 CONTROL_POLL = 0.5  # how often a running executor looks for `abort` in the journal
-WAIT_EVENT_EVERY = 5.0  # an unchanged "still waiting" is repeated at most this often
 UNDO_SUFFIX = ":undo"
 T = TypeVar("T")
 
@@ -98,6 +97,7 @@ class Executor:
         now: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        reports: events.WaitReports | None = None,
     ) -> None:
         self.plan = plan
         self.run_id = run_id
@@ -116,9 +116,9 @@ class Executor:
         self.wake = asyncio.Event()
         self.interrupts = 0
         self.hard_stop = False
-        self.waits: dict[tuple[str, str], tuple[str, float]] = {}
-        # What the actions wait for becomes "gate waiting" events of this run.
-        actions.report_wait = self.report_wait
+        # What the host steps wait for: "gate waiting" events of this run (the actions report
+        # theirs to the same, when built with it).
+        self.report_wait = reports or events.WaitReports(bus, run_id)
 
     # --- control ------------------------------------------------------------------------------
 
@@ -146,15 +146,6 @@ class Executor:
             self.stop("pause", f"interrupted by {signal_name}")
             self.hard_stop = True
             self.wake.set()
-
-    def report_wait(self, host: Host, step: str, detail: str) -> None:
-        key = (host.name, step)
-        last = self.waits.get(key)
-        moment = time.monotonic()
-        if last is not None and last[0] == detail and moment - last[1] < WAIT_EVENT_EVERY:
-            return
-        self.waits[key] = (detail, moment)
-        self.emit(events.GATE_WAITING, host=host.name, step=step, detail=detail)
 
     async def watch_control(self) -> None:
         """Notice an `interlock rollout abort` issued from another process."""
