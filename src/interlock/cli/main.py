@@ -42,9 +42,30 @@ def build_parser(groups: Sequence[str] = GROUP_MODULES) -> argparse.ArgumentPars
     return parser
 
 
+def groups_for(argv: Sequence[str], groups: Sequence[str]) -> Sequence[str]:
+    """Only the group that owns the command, so `interlock status` on a host or in a check loop
+    does not import the fleet, rollout and lab code; every group for help and mistakes.
+
+    Each group but `host` is one command named after it; `host` holds the ledger commands."""
+    words = list(argv)
+    while words and words[0].startswith("--root"):
+        words = words[1:] if "=" in words[0] else words[2:]
+    if not words or words[0].startswith("-"):
+        return groups
+    if words[0] in groups and words[0] != "host":
+        return (words[0],)
+    if "host" in groups:
+        from interlock.cli import host
+
+        if words[0] in host.COMMANDS:
+            return ("host",)
+    return groups
+
+
 def main(argv: Sequence[str] | None = None, groups: Sequence[str] = GROUP_MODULES) -> int:
-    parser = build_parser(groups)
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(groups_for(words, groups))
+    args = parser.parse_args(words)
     try:
         result: int = args.handler(args)
     except InterlockError as exc:
