@@ -28,8 +28,7 @@ def _age(seconds: int) -> str:
 
 
 def _targets(args: argparse.Namespace) -> tuple[Inventory, list[Host]]:
-    # Imported here: the inventory reader needs libyaml's C loader, which the zipapp on the
-    # hosts does not carry, and every other command must still work there.
+    # Imported when used: the inventory reader loads PyYAML, which `fleet --help` does not need.
     from interlock.fleet.inventory_file import load_inventory
 
     inventory = load_inventory(args.inventory)
