@@ -47,8 +47,8 @@ for f in "$hooks"/*.hook; do
 done
 [ $# -gt 0 ] || exit 0
 services=""
-for s in $(sed -n "s/^\(.*[{,]\)\{0,1\} *service: *['\"]\{0,1\}\([A-Za-z0-9@._:+-]*\).*/\2/p" "$@" |
-           sort -u); do
+service_re="s/^\(.*[{,]\)\{0,1\} *service: *['\"]\{0,1\}\([A-Za-z0-9@._:+-]*\).*/\2/p"
+for s in $(sed -n "$service_re" "$@"); do
   s=${s%.service}
   case "$s" in -*|*..*) continue ;; esac
   case "$services " in *" $s "*) ;; *) services="$services $s" ;; esac
