@@ -476,17 +476,8 @@ class Executor:
                 except InterlockError as exc:
                     raise _HostFailed(step.id, f"cannot tell whether it was done: {exc}") from None
                 if verdict:
-                    note = "found done when resuming"
-                    self.journal.step_finished(
-                        self.run_id, batch.id, host.name, step.id, attempt, "done", note
-                    )
-                    self.emit(
-                        events.STEP_FINISHED,
-                        batch=batch.id,
-                        host=host.name,
-                        step=step.id,
-                        state="done",
-                        detail=note,
+                    self.record_step(
+                        batch, host, step.id, attempt, "done", "found done when resuming"
                     )
                     continue
             await self.run_step(batch, host, step.id, attempt, context, host_plan)
@@ -513,14 +504,7 @@ class Executor:
         host_plan: HostPlan,
     ) -> None:
         step = host_plan.step(step_id)
-        self.journal.step_started(self.run_id, batch.id, host.name, step.id, attempt)
-        self.emit(
-            events.STEP_STARTED,
-            batch=batch.id,
-            host=host.name,
-            step=step.id,
-            detail=step.description,
-        )
+        self.record_step(batch, host, step.id, attempt, "started", step.description)
         began = time.monotonic()
         try:
             outcome = await self.actions.perform(host, step.id, step.action, context)
@@ -528,39 +512,41 @@ class Executor:
             raise
         except Exception as exc:  # noqa: BLE001 - any error fails this host, never the run
             reason = str(exc) if isinstance(exc, InterlockError) else f"{type(exc).__name__}: {exc}"
-            self.journal.step_finished(
-                self.run_id, batch.id, host.name, step.id, attempt, "failed", reason
-            )
-            self.emit(
-                events.STEP_FINISHED,
-                batch=batch.id,
-                host=host.name,
-                step=step.id,
-                state="failed",
-                detail=reason,
-                duration=time.monotonic() - began,
-            )
+            self.record_step(batch, host, step.id, attempt, "failed", reason, began=began)
             raise _HostFailed(step.id, reason) from None
-        self.journal.step_finished(
-            self.run_id,
-            batch.id,
-            host.name,
-            step.id,
-            attempt,
-            "done",
-            outcome.detail,
-            outcome.data,
+        self.record_step(
+            batch, host, step.id, attempt, "done", outcome.detail, outcome.data, began=began
         )
         context[step.id] = outcome.data
-        self.emit(
-            events.STEP_FINISHED,
-            batch=batch.id,
-            host=host.name,
-            step=step.id,
-            state="done",
-            detail=outcome.detail,
-            duration=time.monotonic() - began,
-        )
+
+    def record_step(
+        self,
+        batch: Batch,
+        host: Host,
+        step_id: str,
+        attempt: int,
+        state: str,
+        detail: str | None,
+        data: dict[str, Any] | None = None,
+        *,
+        began: float | None = None,
+        kind: str | None = None,
+    ) -> None:
+        """A step's state change: in the journal first, then as an event (a step-started or
+        step-finished, or `kind` for cleanup steps) with its duration since `began`."""
+        if state == "started":
+            self.journal.step_started(self.run_id, batch.id, host.name, step_id, attempt)
+        else:
+            self.journal.step_finished(
+                self.run_id, batch.id, host.name, step_id, attempt, state, detail, data
+            )
+        fields: dict[str, Any] = {"batch": batch.id, "host": host.name, "step": step_id}
+        if kind is not None or state != "started":
+            fields["state"] = state
+        if began is not None:
+            fields["duration"] = time.monotonic() - began
+        started = events.STEP_STARTED if state == "started" else events.STEP_FINISHED
+        self.emit(kind or started, detail=detail, **fields)
 
     async def cleanup(self, batch: Batch, host_plan: HostPlan, attempt: int) -> str:
         """Undo, newest first, every started step whose undo has not happened; say what stays."""
@@ -586,14 +572,8 @@ class Executor:
             undone = records.get(undo_id)
             if undone is not None and undone.state == "done":
                 continue
-            self.journal.step_started(self.run_id, batch.id, host.name, undo_id, attempt)
-            self.emit(
-                events.CLEANUP,
-                batch=batch.id,
-                host=host.name,
-                step=undo_id,
-                state="started",
-                detail=step.undo.describe(),
+            self.record_step(
+                batch, host, undo_id, attempt, "started", step.undo.describe(), kind=events.CLEANUP
             )
             began = time.monotonic()
             try:
@@ -601,17 +581,8 @@ class Executor:
             except Exception as exc:  # noqa: BLE001 - report every cleanup failure, go on
                 detail = str(exc) if isinstance(exc, InterlockError) else repr(exc)
                 state = "failed"
-            self.journal.step_finished(
-                self.run_id, batch.id, host.name, undo_id, attempt, state, detail
-            )
-            self.emit(
-                events.CLEANUP,
-                batch=batch.id,
-                host=host.name,
-                step=undo_id,
-                state=state,
-                detail=detail,
-                duration=time.monotonic() - began,
+            self.record_step(
+                batch, host, undo_id, attempt, state, detail, began=began, kind=events.CLEANUP
             )
             if state == "failed":
                 notes.append(f"undo of {step.id} FAILED: {detail}")
