@@ -7,6 +7,7 @@ FileFormatError that names the file and the line of the offending key.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,10 +17,18 @@ import yaml
 from interlock.errors import FileFormatError
 
 T = TypeVar("T")
+MAX_FILE_BYTES = 16 * 2**20
 
 
 def read_text(path: Path) -> str:
+    """A file's text, refused when it is no regular file (a FIFO would block forever) or is
+    larger than any inventory, variables, spec or recipe file is."""
     try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise FileFormatError(str(path), "not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise FileFormatError(str(path), f"larger than {MAX_FILE_BYTES // 2**20} MiB")
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise FileFormatError(str(path), f"not UTF-8 text: {exc.reason}") from None

@@ -287,6 +287,7 @@ def test_needrestart_snippet_follows_the_policies(tmp_path: Path) -> None:
 
 def test_the_cli_installs_hooks_into_an_image_and_runs_a_transaction(tmp_path: Path) -> None:
     image = tmp_path / "image"
+    image.mkdir()
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(

@@ -60,9 +60,9 @@ def test_kolla_connection_variables_map_to_host_fields(kolla: Inventory) -> None
         "deploy",
         "/etc/kolla/ssh/id_ed25519",
     )
-    assert "ansible_host" not in net.vars
-    assert "ansible_user" not in net.vars
-    assert "ansible_ssh_private_key_file" not in net.vars
+    assert "ansible_host" not in kolla.host_vars["net01.east.example"]
+    assert "ansible_user" not in kolla.host_vars["net01.east.example"]
+    assert "ansible_ssh_private_key_file" not in kolla.host_vars["net01.east.example"]
     # host:port in the host line
     assert kolla.hosts["stor-b.east.example"].port == 2222
     # no ansible_host: the inventory name is the address
@@ -82,17 +82,17 @@ def test_kolla_children_and_forward_references(kolla: Inventory) -> None:
 
 
 def test_kolla_values_are_python_literals_when_they_are_one(kolla: Inventory) -> None:
-    values = kolla.hosts["mon01.east.example"].vars
+    values = kolla.host_vars["mon01.east.example"]
     assert values["kolla_max_fail_percentage"] == 20
     assert values["kolla_internal_vip_address"] == "10.20.0.250"
     assert values["openstack_release"] == "2024.1"
     assert values["enable_haproxy"] == "yes"
-    assert kolla.hosts["net02.east.example"].vars["neutron_external_interface"] == "eth2"
+    assert kolla.host_vars["net02.east.example"]["neutron_external_interface"] == "eth2"
 
 
 def test_kolla_variable_precedence(kolla: Inventory) -> None:
-    compute = kolla.hosts["compute03.east.example"].vars
-    control = kolla.hosts["ctl02.east.example"].vars
+    compute = kolla.host_vars["compute03.east.example"]
+    control = kolla.host_vars["ctl02.east.example"]
     # [compute:vars] (deeper group) beats [baremetal:vars]
     assert compute["log_level"] == "debug"
     assert control["log_level"] == "info"
@@ -107,7 +107,7 @@ def test_kolla_variable_precedence(kolla: Inventory) -> None:
 def test_kolla_host_vars_files(kolla: Inventory) -> None:
     moved = kolla.hosts["compute07.east.example"]
     assert moved.address == "10.20.1.107"
-    assert moved.vars["network_interface"] == "eno1"
+    assert kolla.host_vars["compute07.east.example"]["network_interface"] == "eno1"
     # host_vars/ctl01.east.example has no suffix
     assert kolla.hosts["ctl01.east.example"].port == 2201
     assert kolla.hosts["ctl02.east.example"].port == 22
@@ -116,7 +116,7 @@ def test_kolla_host_vars_files(kolla: Inventory) -> None:
 def test_kolla_local_host_outside_baremetal(kolla: Inventory) -> None:
     local = kolla.hosts["localhost"]
     assert local.groups == ("deployment",)
-    assert local.vars["ansible_connection"] == "local"
+    assert kolla.host_vars["localhost"]["ansible_connection"] == "local"
     # Not in baremetal: no ansible_user, so the user running interlock, as with ssh and Ansible.
     assert local.user == getpass.getuser()
     assert local.key is None
@@ -158,13 +158,17 @@ def test_osa_yaml_connection_fields_and_types(osa: Inventory) -> None:
         "ubuntu",
         "/home/ubuntu/.ssh/osa_deploy",
     )
-    assert infra.vars == {"openstack_domain": "west.example", "haproxy_enabled": True, "az": "az2"}
+    assert osa.host_vars["infra2"] == {
+        "openstack_domain": "west.example",
+        "haproxy_enabled": True,
+        "az": "az2",
+    }
     assert osa.hosts["net2"].user == "netops"
     assert osa.hosts["cinder-a"].port == 2200
     ipv6 = osa.hosts["2001:db8::21"]
     assert (ipv6.address, ipv6.port) == ("2001:db8::21", 2022)
-    assert osa.hosts["compute005"].vars["nova_cpu_allocation_ratio"] == 4.0
-    assert osa.hosts["compute005"].vars["nova_virt_type"] == "kvm"
+    assert osa.host_vars["compute005"]["nova_cpu_allocation_ratio"] == 4.0
+    assert osa.host_vars["compute005"]["nova_virt_type"] == "kvm"
 
 
 def test_osa_select_ipv6_with_commas(osa: Inventory) -> None:
@@ -190,7 +194,7 @@ def test_ini_hosts_before_a_section_are_ungrouped_and_comments_are_skipped(tmp_p
     inventory = load_inventory(path)
     assert inventory.groups["ungrouped"] == ("jump.example",)
     assert inventory.hosts["jump.example"].address == "192.0.2.5"
-    web1 = inventory.hosts["web1"].vars
+    web1 = inventory.host_vars["web1"]
     assert web1 == {
         "motd": "hello world",
         "ports": [80, 443],
@@ -216,10 +220,10 @@ def test_ini_host_in_two_groups_merges(tmp_path: Path) -> None:
         shared=from-b
         """,
     )
-    host = load_inventory(path).hosts["h1"]
-    assert host.groups == ("a", "b")
+    inventory = load_inventory(path)
+    assert inventory.hosts["h1"].groups == ("a", "b")
     # Sibling groups at the same depth apply in name order: b after a.
-    assert host.vars == {"x": 1, "y": 2, "shared": "from-b"}
+    assert inventory.host_vars["h1"] == {"x": 1, "y": 2, "shared": "from-b"}
 
 
 def test_ini_group_priority_reorders_siblings(tmp_path: Path) -> None:
@@ -238,7 +242,7 @@ def test_ini_group_priority_reorders_siblings(tmp_path: Path) -> None:
         shared=from-b
         """,
     )
-    assert load_inventory(path).hosts["h1"].vars["shared"] == "from-a"
+    assert load_inventory(path).host_vars["h1"]["shared"] == "from-a"
 
 
 def test_ini_group_vars_file_beats_inventory_and_host_beats_both(tmp_path: Path) -> None:
@@ -258,9 +262,9 @@ def test_ini_group_vars_file_beats_inventory_and_host_beats_both(tmp_path: Path)
     write(tmp_path, "group_vars/all.yaml", "level: file-all\nonly_all: 1\n")
     write(tmp_path, "group_vars/db.json", '{"level": "file-db"}\n')
     inventory = load_inventory(path)
-    assert inventory.hosts["db1"].vars["level"] == "host"
-    assert inventory.hosts["db2"].vars["level"] == "file-db"
-    assert inventory.hosts["db2"].vars["only_all"] == 1
+    assert inventory.host_vars["db1"]["level"] == "host"
+    assert inventory.host_vars["db2"]["level"] == "file-db"
+    assert inventory.host_vars["db2"]["only_all"] == 1
 
 
 def test_range_expansion() -> None:
@@ -472,7 +476,7 @@ def test_vault_values_stay_opaque(tmp_path: Path) -> None:
               motd: !unsafe "{{ not a template }}"
         """,
     )
-    values = load_inventory(path).hosts["h1"].vars
+    values = load_inventory(path).host_vars["h1"]
     assert str(values["db_password"]).startswith("$ANSIBLE_VAULT;1.1;AES256")
     assert values["motd"] == "{{ not a template }}"
 

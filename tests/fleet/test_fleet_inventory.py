@@ -34,8 +34,8 @@ def test_lab_inventory_hosts_defaults_and_overrides(fixtures: Path) -> None:
         key=str(base / "keys" / "id_ed25519"),
         groups=("controllers", "openstack"),
         labels={"az": "az1", "role": "controller"},
-        vars={"region": "east", "log_level": "info", "api_port": 8080},
     )
+    assert inventory.host_vars["ctl1"] == {"region": "east", "log_level": "info", "api_port": 8080}
     assert inventory.hosts["ctl3"].port == 2222
     assert inventory.hosts["lb2"].user == "haproxy-admin"
     assert inventory.hosts["cmp6"].address == "fd00::26"
@@ -53,12 +53,12 @@ def test_lab_inventory_labels_are_strings(fixtures: Path) -> None:
 def test_group_vars_apply_parent_first_then_child_then_host(fixtures: Path) -> None:
     inventory = load_inventory(fixtures / "interlock" / "lab.yaml")
     # openstack (parent) says warning, computes (child) says debug: the child wins.
-    assert inventory.hosts["cmp1"].vars["log_level"] == "debug"
-    assert inventory.hosts["cmp1"].vars["region"] == "east"
+    assert inventory.host_vars["cmp1"]["log_level"] == "debug"
+    assert inventory.host_vars["cmp1"]["region"] == "east"
     # Merge key (<<) supplies the shared vars; the host's own vars replace them.
-    assert inventory.hosts["cmp1"].vars["nova_virt_type"] == "kvm"
-    assert inventory.hosts["cmp4"].vars["nova_virt_type"] == "qemu"
-    assert "log_level" not in inventory.hosts["lb1"].vars
+    assert inventory.host_vars["cmp1"]["nova_virt_type"] == "kvm"
+    assert inventory.host_vars["cmp4"]["nova_virt_type"] == "qemu"
+    assert "log_level" not in inventory.host_vars["lb1"]
 
 
 def test_groups_include_children_hosts_in_inventory_order(fixtures: Path) -> None:
@@ -104,7 +104,7 @@ def test_interlock_yaml_without_a_suffix_reports_yaml_errors(tmp_path: Path) -> 
 
 
 def test_host_is_hashable_and_frozen() -> None:
-    host = Host(name="a", address="192.0.2.1", vars={"x": [1]})
+    host = Host(name="a", address="192.0.2.1", labels={"x": "1"})
     assert {host: 1}[host] == 1
     with pytest.raises(AttributeError):
         host.port = 2  # type: ignore[misc]

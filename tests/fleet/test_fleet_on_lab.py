@@ -212,6 +212,7 @@ def test_status_shows_gate_and_charm_events_with_totals(lab: Lab, scenario: Scen
         },
         "per_group": {"computes": 11, "controllers": 2},
         "hosts_with_pending": 13,
+        "hosts_needing_reboot": 0,
     }
 
     table = interlock("fleet", "status", "-i", str(lab.inventory_path), "--limit", SCENARIO)

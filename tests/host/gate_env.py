@@ -86,7 +86,9 @@ class GateEnv:
         return self.log_file.read_text().splitlines()
 
 
-def make_gate_env(base: Path, python: str = SYSTEM_PYTHON, **config: str | int) -> GateEnv:
+def make_gate_env(
+    base: Path, python: str = SYSTEM_PYTHON, package_dir: str = str(SRC), **config: str | int
+) -> GateEnv:
     base.mkdir(parents=True, exist_ok=True)
     env = GateEnv(
         root=base,
@@ -101,7 +103,7 @@ def make_gate_env(base: Path, python: str = SYSTEM_PYTHON, **config: str | int) 
         directory.mkdir(parents=True, exist_ok=True)
     env.config_path.parent.mkdir(parents=True, exist_ok=True)
     env.configure(**config)
-    env.script.write_text(render_gate_script(str(SRC), str(env.config_path), python))
+    env.script.write_text(render_gate_script(package_dir, str(env.config_path), python))
     env.script.chmod(env.script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return env
 

@@ -20,6 +20,7 @@ from interlock.host.paths import HostPaths
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
+    (tmp_path / "root").mkdir()
     return tmp_path / "root"
 
 

@@ -325,7 +325,8 @@ def test_broken_policy_uncertain_mode_answers_105(gate: GateEnv) -> None:
         ("- just\n- a list\n", "must be a YAML mapping"),
         ("", "empty policy file"),
         ("blocked_actions:\n  cron: [restart]\nsurprise: 1\n", "unknown key 'surprise'"),
-        ("base: &b [restart]\nblocked_actions:\n  cron: *b\n", "needs a full YAML parser"),
+        ("base: &b [restart]\nblocked_actions:\n  cron: *b\n", "anchors and aliases are refused"),
+        ("blocked_actions:\n  cron: !!seq [restart]\n", "needs a full YAML parser"),
     ],
 )
 def test_every_policy_problem_is_named(gate: GateEnv, text: str, says: str) -> None:
@@ -340,16 +341,17 @@ def test_unreadable_policy_bytes(gate: GateEnv) -> None:
     path = gate.policy_dir / "charm-binary.policy"
     path.write_bytes(b"\xff\xfe\x00garbage")
     result = answered(gate.run("cron", "stop"), 101)
-    assert f"{path}: cannot read: not UTF-8 text" in result.stderr
+    assert f"{path} line 1: not UTF-8 text" in result.stderr
 
 
 def test_broken_gate_config_still_answers(gate: GateEnv) -> None:
     gate.write_policy("charm-neutron-gateway.policy", NEUTRON)
-    gate.config_path.write_text("on_policy_error = sometimes\n")
+    gate.configure(on_policy_error="sometimes")
     result = gate.run("memcached", "restart")
-    assert result.returncode == 101  # fail safe: a disruptive action is refused
+    assert result.returncode == 101  # fail safe: a disruptive action is refused, and recorded
     assert result.stdout == ""
     assert "on_policy_error must be one of" in result.stderr
+    assert [e.requestor for e in gate.events()] == ["interlock:gate-config"]
     answered(gate.run("memcached", "start"), 0)
 
 

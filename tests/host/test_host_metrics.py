@@ -51,5 +51,7 @@ def test_status_writes_the_ledger_as_metrics(tmp_path: Path) -> None:
         'interlock_deferred_restart_oldest_timestamp_seconds{service="ovs"}': 1700000000,
         'interlock_deferred_hooks{hook="config-changed"}': 1,
         "interlock_ledger_unreadable_files": 1,
+        "interlock_reboot_required": 0,
+        "interlock_reboot_newer_kernels": 0,
     }
     assert not list(tmp_path.glob(".interlock.prom.*"))  # the temporary file was renamed

@@ -1,7 +1,8 @@
 """Service managers: "did it really restart?"
 
 sysv is tested live (cron inside a private PID + mount namespace); systemd on `systemctl show`
-output in tests/fixtures/systemd (systemd cannot run here and is never started).
+output in tests/fixtures/systemd, captured from a systemd lab host by tests/systemd/capture.py
+(systemd never runs on this machine itself; tests/systemd drives it live on lab hosts).
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ from interlock.host.services.sysv import (
 )
 
 SYSTEMD = FIXTURES / "systemd"
-BOOT = 1699999991.608873  # the boot the fixtures were transcribed for
+# What the captured fixtures show (update after a new capture): the host's boot time, cron as it
+# booted, and cron after `systemctl restart cron`.
+BOOT = 1796172802.0
+CRON_PID, CRON_STARTED, CRON_MONOTONIC = 64, 1796173856, 1054.225887
+CRON_INVOCATION = "3755e65676d14b1fb6c085466a2df6f3"
+RESTARTED_PID, RESTARTED_AT = 87, 1796173862
+SSH_STARTED = 1796173856
 
 
 def show_output(name: str) -> str:
@@ -71,6 +78,12 @@ def test_differs_from_prefers_the_invocation() -> None:
     assert ServiceState("x", True, 11, 100.0).differs_from(ServiceState("x", True, 10, 100.0))
     assert ServiceState("x", True, 10, 101.0).differs_from(ServiceState("x", True, 10, 100.0))
     assert not ServiceState("x", True, 10, 100.0).differs_from(ServiceState("x", True, 10, 100.0))
+    # The same process read twice: boot-time jitter in the start time is not a restart.
+    assert not ServiceState("x", True, 10, 100.01).differs_from(ServiceState("x", True, 10, 100.0))
+    # sysv's instance id (pid@start tick) decides exactly, whatever the float times say.
+    same = ServiceState("x", True, 10, 100.02, invocation="10@5000")
+    assert not same.differs_from(ServiceState("x", True, 10, 100.0, invocation="10@5000"))
+    assert ServiceState("x", True, 10, 100.0, invocation="10@5001").differs_from(same)
     assert ServiceState("x", True, 10, 100.0).differs_from(ServiceState("x", False))
     assert not ServiceState("x", False).differs_from(ServiceState("x", True, 10, 100.0))
 
@@ -93,11 +106,9 @@ def test_show_command_asks_for_unix_timestamps_and_ends_options() -> None:
 
 def test_unix_timestamp_is_read_exactly() -> None:
     state = state_of("cron-active.unix.txt")
-    assert state == ServiceState(
-        "cron", True, 612, 1700000000.0, "4b1c6f0f2d8a4c1e9a7d5e3b2c1a0f98"
-    )
+    assert state == ServiceState("cron", True, CRON_PID, float(CRON_STARTED), CRON_INVOCATION)
     # No boot time needed: @epoch is absolute.
-    assert state_of("cron-active.unix.txt", boot=None).started_at == 1700000000.0
+    assert state_of("cron-active.unix.txt", boot=None).started_at == float(CRON_STARTED)
 
 
 def test_invocation_change_is_a_restart() -> None:
@@ -105,18 +116,21 @@ def test_invocation_change_is_a_restart() -> None:
     after = state_of("cron-restarted.unix.txt")
     assert after.differs_from(before)
     assert not before.differs_from(before)
-    assert after.started_after(1700000000)
-    assert not before.started_after(1700000000)
-    assert after.pid == 48113
+    assert after.started_after(CRON_STARTED)
+    assert not before.started_after(CRON_STARTED)
+    assert after.pid == RESTARTED_PID
 
 
 @pytest.mark.parametrize("fixture", ["cron-active.text-c.txt", "cron-active.text-de.txt"])
 def test_text_timestamps_are_ignored_for_the_monotonic_time(fixture: str) -> None:
     state = state_of(fixture)
-    assert state.started_at == pytest.approx(BOOT + 8.391127, abs=1e-6)
+    assert state.started_at == pytest.approx(BOOT + CRON_MONOTONIC, abs=1e-6)
+    # The monotonic time agrees with the unix timestamp of the same start (btime is whole
+    # seconds, the @epoch form truncated).
+    assert state.started_at == pytest.approx(CRON_STARTED, abs=1.0)
     # The text form never stands in for a time: without a boot time there is none.
     assert state_of(fixture, boot=None).started_at is None
-    assert state_of(fixture, boot=None).invocation == "4b1c6f0f2d8a4c1e9a7d5e3b2c1a0f98"
+    assert state_of(fixture, boot=None).invocation == CRON_INVOCATION
 
 
 def test_both_text_locales_give_the_same_state() -> None:
@@ -150,7 +164,7 @@ def test_several_units_one_block_each() -> None:
     ]
     states = [state_from_properties(b["Id"], b, None) for b in blocks]
     assert [s.active for s in states] == [True, True, False, False]
-    assert states[1].started_at == 1700000001.0
+    assert states[1].started_at == float(SSH_STARTED)
     assert all(len(b["InvocationID"]) in (0, 32) for b in blocks)
 
 
@@ -250,12 +264,12 @@ def test_systemd_manager_on_replayed_systemctl(
     assert seen["kind"] == "systemd"
     assert seen["unix"] is not old
     active, pid, started, invocation = seen["cron"]
-    assert (active, pid, invocation) == (True, 612, "4b1c6f0f2d8a4c1e9a7d5e3b2c1a0f98")
+    assert (active, pid, invocation) == (True, CRON_PID, CRON_INVOCATION)
     if old:
         # Monotonic time plus this machine's boot time: the German text was not read.
-        assert started == pytest.approx(read_boot_time() + 8.391127, abs=1.0)
+        assert started == pytest.approx(read_boot_time() + CRON_MONOTONIC, abs=1.0)
     else:
-        assert started == 1700000000.0
+        assert started == float(CRON_STARTED)
     assert seen["memcached"] == [False, None]
     assert seen["exists"] == [True, False]
     calls = [json.loads(line) for line in (tmp_path / "systemctl.log").read_text().splitlines()]
@@ -274,8 +288,8 @@ def test_check_on_systemd_clears_restarted_and_keeps_never_started(
     root = tmp_path / "root"
     ledger = Ledger(str(root / "var" / "lib" / "policy-rc.d"))
     for service, timestamp, requestor in (
-        ("cron", 1700000100, "a"),  # before the restart at 1700003600: satisfied
-        ("cron.service", 1700003600, "b"),  # same second as the restart: not provably after
+        ("cron", RESTARTED_AT - 5, "a"),  # before the restart: satisfied
+        ("cron.service", RESTARTED_AT, "b"),  # same second as the restart: not provably after
         ("memcached", 1600000000, "a"),  # never started: stays
     ):
         event = DeferredEvent(service, "restart", "Package update", timestamp, requestor, "charm")
@@ -290,9 +304,11 @@ def test_check_on_systemd_clears_restarted_and_keeps_never_started(
     result = replayed_systemd(units, [str(INTERLOCK), "--root", str(root), "check", "--json"])
     assert result.returncode == 1, result.stderr  # something is still pending
     report = json.loads(result.stdout)
-    assert [(e["service"], e["timestamp"]) for e in report["cleared"]] == [("cron", 1700000100)]
+    assert [(e["service"], e["timestamp"]) for e in report["cleared"]] == [
+        ("cron", RESTARTED_AT - 5)
+    ]
     assert sorted((e["service"], e["timestamp"]) for e in report["pending"]) == [
-        ("cron.service", 1700003600),
+        ("cron.service", RESTARTED_AT),
         ("memcached", 1600000000),
     ]
     assert len(ledger.read().events) == 2
@@ -316,6 +332,24 @@ def test_init_scripts_of_real_packages() -> None:
     if "nginx" in found:  # PID=$(awk …) is not guessed; the literal default is used
         assert found["nginx"].pidfile == "/run/nginx.pid"
         assert found["nginx"].daemon == "/usr/sbin/nginx"
+    if "rabbitmq-server" in found:  # PID_FILE, and a DAEMON that is a shell script
+        assert found["rabbitmq-server"].pidfiles == ("/var/run/rabbitmq/pid",)
+        assert found["rabbitmq-server"].daemon == "/usr/sbin/rabbitmq-server"
+    if "memcached" in found:  # PIDFILE="/var/run/${NAME}.pid" with NAME set in a loop
+        assert found["memcached"].pidfiles == ()
+        assert found["memcached"].daemon == "/usr/bin/memcached"
+    if "ssh" in found:  # no DAEMON=: what start-stop-daemon --exec runs
+        assert found["ssh"].daemon == "/usr/sbin/sshd"
+
+
+def test_pidfile_variables_under_other_names() -> None:
+    text = (
+        "RUN=/run/svc\nPID_FILE=$RUN/pid\nPIDFILE_WORKER=${RUN}/worker.pid\n"
+        "SSHD_PIDFILE=/run/sshd.pid\nPIDDIR=/run/svc\nPIDFILE=$RUN/pid\n"
+    )
+    info = parse_init_script(text)
+    assert info.pidfiles == ("/run/svc/pid", "/run/svc/worker.pid", "/run/sshd.pid")
+    assert info.pidfile == "/run/svc/pid"
 
 
 def test_init_script_parsing_never_runs_substitutions() -> None:
@@ -414,7 +448,9 @@ def test_sysv_cron_live(namespace: Callable[..., Namespace]) -> None:
     assert second["started_at"] >= out["event"] + 1
     assert out["second_satisfies"] is True
     assert out["same_second_satisfies"] is False
-    assert out["stale"]["active"] is False
+    # The pidfile names PID 1 (not cron): the real cron is found by its executable instead.
+    assert out["stale"]["active"] is True
+    assert out["stale"]["pid"] == second["pid"]
     assert out["stopped"]["active"] is False
     assert "nosuch: no init script at /etc/init.d/nosuch" in out["nosuch"]
 

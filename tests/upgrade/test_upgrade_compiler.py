@@ -9,22 +9,49 @@ import pytest
 
 from interlock.errors import UsageError
 from interlock.facts.packages import PackageFact
-from interlock.rollout.plan import Batch, Drain, Enable, Gate, Plan, Restarted, RunCommand, Soak
+from interlock.rollout.plan import (
+    Batch,
+    Drain,
+    Enable,
+    Gate,
+    Plan,
+    Restarted,
+    RunCommand,
+    Snapshot,
+    Soak,
+)
+from interlock.rollout.schedule import Amount, GroupLimit
 from interlock.upgrade import steps
-from interlock.upgrade.compiler import UpgradePlan, compile_upgrade, section_of
+from interlock.upgrade.compiler import (
+    VISIT_LABEL,
+    UpgradePlan,
+    compile_upgrade,
+    section_of,
+    window_seconds,
+)
 from interlock.upgrade.facts import packages_for, role_hosts, roles_by_host
 from interlock.upgrade.plan_text import render
 from interlock.upgrade.recipe import Recipe, builtin_recipe_path, load_recipe
-from upgrade.upgrade_cloud import NEW, cloud, facts_for
+from upgrade.upgrade_cloud import NEW, SEED, cloud, facts_for
 
 
 @pytest.fixture(scope="module")
-def recipe() -> Recipe:
+def shipped() -> Recipe:
     return load_recipe(builtin_recipe_path("openstack"))
 
 
-def compiled(recipe: Recipe, changes: dict[str, dict[str, PackageFact]] | None = None) -> Plan:
-    inventory = cloud()
+@pytest.fixture(scope="module")
+def recipe(shipped: Recipe) -> Recipe:
+    """The shipped recipe with every role visited per project, as before `visits`."""
+    return dataclasses.replace(shipped, visits=())
+
+
+def compiled(
+    recipe: Recipe,
+    changes: dict[str, dict[str, PackageFact]] | None = None,
+    shape: dict[str, int] | None = None,
+) -> Plan:
+    inventory = cloud(shape)
     upgrade = compile_upgrade(
         recipe, role_hosts(recipe, inventory), facts_for(recipe, inventory, changes)
     )
@@ -275,14 +302,16 @@ def test_estimate_comes_from_waits_and_concurrency(recipe: Recipe) -> None:
     assert 30 * 60 < upgrade.seconds < 6 * 3600
 
 
-def test_plan_text_shows_the_exact_commands(recipe: Recipe) -> None:
+def test_plan_text_shows_the_exact_commands(shipped: Recipe) -> None:
+    recipe = shipped
     inventory = cloud()
     upgrade = compile_upgrade(recipe, role_hosts(recipe, inventory), facts_for(recipe, inventory))
     text = render(upgrade)
     assert upgrade.plan is not None
     assert text.startswith("Upgrade: OpenStack 2024.1 (Caracal) on Debian 12\n")
     assert "first controller: ctl2" in text
-    assert "estimated duration:" in text
+    assert "estimated makespan:" in text
+    assert "one visit per compute host for telemetry, nova, neutron" in text
     for host_plan in upgrade.plan.hosts:
         for step in host_plan.steps:
             for line in steps.shown_commands(
@@ -290,9 +319,121 @@ def test_plan_text_shows_the_exact_commands(recipe: Recipe) -> None:
             ):
                 assert line in text
     assert "$ nova-manage db online_data_migrations   (again while it exits 1" in text
-    assert 'sh -c "$INTERLOCK_HOLD" sh neutron-l3-agent' in text
+    assert 'sh -c "$INTERLOCK_RELEASE" sh neutron-l3-agent' in text
     # The scripts named in the steps are defined once, at the top, exactly.
     assert text.count("INTERLOCK_HOLD='") == 1
     assert steps.HOLD_SCRIPT.splitlines()[3] in text
     # What runs is what is stored: the plan survives the journal's JSON unchanged.
     assert Plan.from_json(upgrade.plan.to_json()) == upgrade.plan
+
+
+# --- one visit per data-plane host ---------------------------------------------------------------
+
+
+def test_data_plane_roles_visited_once_after_the_controller_phases_they_need(
+    shipped: Recipe,
+) -> None:
+    plan = compiled(shipped)
+    ids = [batch.id for batch in plan.batches]
+    assert [i for i in ids if i.endswith(("/compute", "/network", "/storage"))] == ["visit/storage"]
+    # Storage after cinder's controllers (its last project), and cinder's online migrations
+    # only once the storage nodes run the new code too.
+    assert ids[ids.index("cinder/controller") + 1 :][:2] == ["visit/storage", "cinder/finish"]
+    # Computes and network nodes after neutron's controllers, in one batch side by side;
+    # nova's online migrations after its computes.
+    assert ids[-4:] == ["neutron/controller", "visit/network+compute", "nova/finish", "finalize"]
+    assert ids.index("nova/controller") < ids.index("neutron/first")
+    visit = plan.batch("visit/network+compute")
+    roles = [hp.host.labels[VISIT_LABEL] for hp in visit.hosts]
+    assert roles == ["network"] * 2 + ["compute"] * 6
+    assert (visit.concurrency, visit.stagger) == (1 + 3, 10.0)
+    assert set(plan.limits) == {
+        GroupLimit(VISIT_LABEL, Amount(1), "network"),
+        GroupLimit(VISIT_LABEL, Amount(3), "compute"),
+        GroupLimit(VISIT_LABEL, Amount(1), "storage"),
+    }
+
+
+def test_a_compute_visit_holds_once_installs_once_releases_in_reverse_project_order(
+    shipped: Recipe,
+) -> None:
+    plan = compiled(shipped)
+    cmp1 = next(hp for hp in plan.batch("visit/network+compute").hosts if hp.host.name == "cmp1")
+    assert [step.id for step in cmp1.steps] == [
+        "snapshot",
+        "hold",
+        "install",
+        "release-neutron",
+        "release-nova",
+        "release-telemetry",
+        "restarted",
+    ]
+    # Consumers stop first; the network agent, which nova-compute's ports need, starts first.
+    services = ["ceilometer-agent-compute", "nova-compute", "neutron-openvswitch-agent"]
+    hold = cmp1.step("hold")
+    assert hold.action == steps.hold(services)
+    assert hold.undo == steps.release(services[::-1])
+    assert cmp1.step("release-neutron").action == steps.release(["neutron-openvswitch-agent"])
+    assert cmp1.step("release-telemetry").undoes == "hold"  # the last release
+    assert cmp1.step("snapshot").action == Snapshot(tuple(services))
+    packages = [
+        "ceilometer-agent-compute",
+        "python3-ceilometer",
+        "nova-compute",
+        "nova-compute-kvm",
+        "python3-nova",
+        "neutron-openvswitch-agent",
+        "python3-neutron",
+    ]
+    assert cmp1.step("install").action == steps.install([(name, NEW) for name in packages])
+    assert sum(1 for s in cmp1.steps if s.id.startswith(("hold", "release"))) == 4
+
+
+def test_a_network_visit_keeps_neutrons_wait_between_agents(shipped: Recipe) -> None:
+    plan = compiled(shipped)
+    net1 = plan.batch("visit/network+compute").hosts[0]
+    assert net1.host.name == "net1"
+    agents = ["neutron-openvswitch-agent", "neutron-l3-agent", "neutron-dhcp-agent"]
+    agents.append("neutron-metadata-agent")
+    assert [step.id for step in net1.steps][:3] == ["snapshot", "hold", "install"]
+    assert [step.id for step in net1.steps][3:-1] == [
+        f"{kind}-{agent}" for agent in agents for kind in ("release", "wait")
+    ]
+    assert net1.step("wait-neutron-l3-agent").action == Soak(30.0)
+    assert net1.step("release-neutron-metadata-agent").undoes == "hold"
+    assert net1.step("hold").undo == steps.release(agents)
+
+
+def test_the_seed_cloud_interrupts_each_data_plane_host_once_in_at_most_3_hours(
+    shipped: Recipe, recipe: Recipe
+) -> None:
+    inventory = cloud(SEED)
+    assert len(inventory.hosts) == 98
+    figures = {}
+    for name, chosen in (("once", shipped), ("per-project", recipe)):
+        upgrade = compile_upgrade(
+            chosen, role_hosts(chosen, inventory), facts_for(chosen, inventory)
+        )
+        counts = {host: len(times) for host, times in upgrade.interruptions.items()}
+        figures[name] = (counts, upgrade.seconds)
+    once, per_project = figures["once"], figures["per-project"]
+    assert len(once[0]) == len(per_project[0]) == 98
+    for host, count in once[0].items():
+        expected = 13 if host.startswith("ctl") else 1
+        assert count == expected, host
+    assert [per_project[0][f"cmp{n}"] for n in (1, 83)] == [3, 3]
+    assert per_project[0]["net7"] == 1
+    # Same concurrency limits: 3 computes, 1 network node, 1 controller at a time.
+    assert once[1] <= 3 * 3600 < per_project[1]
+
+
+def test_the_estimate_follows_the_sliding_window() -> None:
+    # Two slots: a, b start at 0; c when a ends (10); d when b ends (20); e when c ends.
+    assert window_seconds([(10, None), (20, None), (10, None), (5, None), (1, None)], 2, 0) == 25
+    # A stagger delays every start after the first.
+    assert window_seconds([(10, None)] * 3, 3, 4) == 18
+    # Per-group limits inside one window: the network node one at a time beside computes.
+    hosts = [(30.0, "network")] * 2 + [(10.0, "compute")] * 6
+    assert window_seconds(hosts, 4, 0, {"network": 1, "compute": 3}) == 60
+    assert window_seconds(hosts, 4, 0, {"network": 2, "compute": 3}) == 30
+    assert window_seconds([], 3, 10) == 0

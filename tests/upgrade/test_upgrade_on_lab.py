@@ -42,9 +42,16 @@ pytestmark = [
 
 PACKAGES = {
     "controller": ["ilu-lib", "ilu-ident", "ilu-compute-common", "ilu-compute-conductor"],
-    "compute": ["ilu-lib", "ilu-compute-common", "ilu-compute-agent"],
+    "compute": [
+        "ilu-lib",
+        "ilu-compute-common",
+        "ilu-telemetry-agent",
+        "ilu-compute-agent",
+        "ilu-net-agent",
+    ],
 }
-UPGRADED = ["ilu-ident-api", "ilu-compute-conductor", "ilu-compute-agent"]
+DATA_PLANE = ["ilu-telemetry-agent", "ilu-compute-agent", "ilu-net-agent"]
+UPGRADED = ["ilu-ident-api", "ilu-compute-conductor", *DATA_PLANE]
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +78,25 @@ def assert_upgraded(ulab: UpgradeLab) -> None:
     assert set(lb_servers(ulab.lab).values()) == {"UP"}
 
 
+def assert_interrupted_once(ulab: UpgradeLab, since: float) -> None:
+    """Every compute's services were down together exactly once since `since`: each stopped
+    once and started once, and every stop came before every start (one visit, not three)."""
+    for host in ulab.hosts:
+        if ulab.role(host) != "compute":
+            continue
+        stops, starts = [], []
+        for service in DATA_PLANE:
+            moves = [
+                (kind, when) for kind, when in ulab.service_events(host, service) if when > since
+            ]
+            assert [kind for kind, _ in moves] == ["stop", "start"], (host, service, moves)
+            stops.append(moves[0][1])
+            starts.append(moves[1][1])
+        assert max(stops) < min(starts), (host, stops, starts)
+        # Started in the reverse project order: net, compute, telemetry.
+        assert starts == sorted(starts, reverse=True), (host, starts)
+
+
 def run_log(ulab: UpgradeLab) -> str:
     return ulab.cli("upgrade", "status", "--journal", str(ulab.journal)).stdout
 
@@ -79,6 +105,7 @@ def test_upgrade_under_load_db_once_online_exit_codes_and_nothing_on_a_second_ru
     ulab: UpgradeLab,
 ) -> None:
     journal_events = ulab.work / "first.jsonl"
+    since = time.time()
     # Online migrations that need a person (exit 2) stop the run at the end of `compute`.
     (ulab.db / "compute.blocked").touch()
     plan = ulab.cli(*ulab.upgrade_args("plan", "--json"))
@@ -108,6 +135,7 @@ def test_upgrade_under_load_db_once_online_exit_codes_and_nothing_on_a_second_ru
     assert report.ok > 50
 
     assert_upgraded(ulab)
+    assert_interrupted_once(ulab, since)
     # All of it happened inside the lab hosts: this machine has none of the packages.
     assert not Path("/usr/lib/ilu").exists()
     machine = subprocess.run(["dpkg-query", "-W", "ilu-lib"], capture_output=True, check=False)
@@ -148,6 +176,24 @@ def test_upgrade_under_load_db_once_online_exit_codes_and_nothing_on_a_second_ru
                     steps.append(entry.step)
         runs = len(journal.runs(100))
     assert done == plan_steps
+    # Each compute is visited in one batch, holding and releasing its three projects once.
+    visits = [(b, h) for b, h in plan_steps if h.startswith("cmp") and not b.startswith("prep")]
+    assert sorted(visits) == [
+        ("finalize", "cmp1"),
+        ("finalize", "cmp2"),
+        ("visit/compute", "cmp1"),
+        ("visit/compute", "cmp2"),
+    ]
+    assert plan_steps[("visit/compute", "cmp1")] == [
+        "snapshot",
+        "hold",
+        "install",
+        "release-net",
+        "release-ilu-compute-agent",
+        "wait-ilu-compute-agent",
+        "release-telemetry",
+        "restarted",
+    ]
     assert [e["kind"] for e in events(journal_events)].count("run-finished") == 1
 
     # A second run finds every host at the release: nothing to do, no run recorded.
@@ -226,17 +272,26 @@ def test_a_killed_upgrade_resumes_and_converges(ulab: UpgradeLab) -> None:
         assert status == -signal.SIGKILL, output
         drained = [name for name, status in lb_servers(ulab.lab).items() if status != "UP"]
         assert len(drained) == 1, lb_servers(ulab.lab)  # it stays out of rotation meanwhile
-        # Killed again while the computes are held.
+        # Killed again in the middle of a merged visit: a compute's three projects held, their
+        # packages being installed.
         resume = ["upgrade", "resume", "--yes", "--no-progress", "--journal", str(ulab.journal)]
         status, output = run_until(
             [*resume, "--events", str(second)],
             second,
             lambda e: (
-                e.get("kind") == "step-finished"
-                and str(e.get("step", "")).startswith("hold-ilu-compute-agent")
+                e.get("kind") == "step-started"
+                and e.get("batch") == "visit/compute"
+                and e.get("step") == "install"
             ),
         )
         assert status == -signal.SIGKILL, output
+        killed = time.time()
+        visited = next(
+            str(e["host"])
+            for e in events(second)
+            if e.get("kind") == "step-started" and e.get("step") == "install"
+        )
+        assert ulab.held(visited) != ""  # its services are held: stopped, disabled, blocked
         final = subprocess.run(
             [sys.executable, str(CLI), *resume],
             capture_output=True,
@@ -249,6 +304,13 @@ def test_a_killed_upgrade_resumes_and_converges(ulab: UpgradeLab) -> None:
     report = load.report()
     assert report.failed == 0, report
     assert_upgraded(ulab)
+    # Every project upgraded on every compute, each service started once after the kill.
+    for host in ulab.hosts:
+        if ulab.role(host) == "compute":
+            for service in DATA_PLANE:
+                moves = ulab.service_events(host, service)
+                starts = [when for kind, when in moves if kind == "start" and when > killed]
+                assert len(starts) == 1, (host, service, moves)
     assert [line for line in ulab.schema_log("ident") if V2 in line] == [f"sync {V2} ctl2"]
     assert [line.split()[0] for line in ulab.schema_log("compute") if V2 in line] == [
         "expand",

@@ -180,3 +180,35 @@ def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
         load_recipe(write(tmp_path, "- just a list\n"))
     with pytest.raises(FileFormatError, match=r"the recipe needs 'projects'"):
         load_recipe(write(tmp_path, GOOD.split("projects:")[0]))
+
+
+def test_visits_per_role(tmp_path: Path) -> None:
+    visits = "vip_holder: {label: vip}\nvisits:\n  compute: once\n"
+    recipe = load_recipe(write(tmp_path, GOOD.replace("vip_holder: {label: vip}\n", visits)))
+    assert recipe.visited_once("compute") and not recipe.visited_once("controller")
+    assert not load_recipe(write(tmp_path, GOOD)).visited_once("compute")  # per project
+    for value, message in (
+        ("  compute: twice\n", "visits.compute must be one of per-project, once, not 'twice'"),
+        ("  storage: once\n", "visits: no role 'storage' (roles: compute, controller)"),
+        (
+            "  controller: once\n",
+            "visits.controller: the controller role is visited per project, not once",
+        ),
+    ):
+        path = write(tmp_path, GOOD.replace("vip_holder: {label: vip}\n", visits[:-15] + value))
+        with pytest.raises(FileFormatError) as caught:
+            load_recipe(path)
+        assert caught.value.message == message
+        assert str(caught.value).startswith(f"{path} line 8: ")
+    path = write(tmp_path, GOOD.replace("vip_holder: {label: vip}\n", "visits: once\n"))
+    with pytest.raises(FileFormatError, match=r"line 6: visits must be a mapping"):
+        load_recipe(path)
+
+
+def test_the_openstack_recipe_visits_the_data_plane_once() -> None:
+    recipe = load_recipe(builtin_recipe_path("openstack"))
+    assert [role.name for role in recipe.roles if recipe.visited_once(role.name)] == [
+        "compute",
+        "network",
+        "storage",
+    ]

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from interlock.upgrade.version import Version, compare_versions, is_newer
+from interlock.package_version import Version, compare_versions, is_newer
 
 # Versions that exercise every rule: epochs, revisions, ~ before everything (even the end),
 # letters before other characters, numbers compared as numbers, leading zeros, + and . runs.

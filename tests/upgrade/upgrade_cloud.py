@@ -1,5 +1,6 @@
 """A realistic cloud for the compiler and CLI tests: 3 controllers (ctl2 holds the VIP), 6
-computes, 2 network nodes, 2 storage nodes, and their facts as a Caracal upgrade sees them."""
+computes, 2 network nodes, 2 storage nodes, and their facts as a Caracal upgrade sees them; and
+the seed's cloud (3 controllers, 83 computes, 12 network nodes)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from interlock.upgrade.recipe import Recipe
 OLD = "2:28.0.0-1~bpo12+1"
 NEW = "2:29.0.0-1~bpo12+1"
 GROUPS = {"controllers": 3, "computes": 6, "network": 2, "storage": 2}
+SEED = {"controllers": 3, "computes": 83, "network": 12, "storage": 0}
 STEMS = {"controllers": "ctl", "computes": "cmp", "network": "net", "storage": "stor"}
 
 
-def cloud() -> Inventory:
+def cloud(shape: dict[str, int] | None = None) -> Inventory:
     hosts: dict[str, Host] = {}
     groups: dict[str, tuple[str, ...]] = {}
-    for number, (group, count) in enumerate(GROUPS.items()):
+    for number, (group, count) in enumerate((shape or GROUPS).items()):
         names = [f"{STEMS[group]}{index}" for index in range(1, count + 1)]
         for index, name in enumerate(names, start=1):
             hosts[name] = Host(name, f"10.0.{number}.{10 + index}", groups=(group,))

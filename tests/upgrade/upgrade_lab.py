@@ -3,7 +3,8 @@ repository over HTTP on the lab bridge, v1 of the "ilu" packages installed, and 
 
 lb1 runs haproxy in front of ctl1-ctl3 (backend `api`, port 8080); the controllers run the
 ident API (ilu-ident-api, in place of the lab's own API) and the compute conductor, the computes
-the compute agent; every host runs `puppet`. ctl2 holds the VIP (/etc/ilu/vip).
+the telemetry, compute and net agents (visited once for the three projects); every host runs
+`puppet`. ctl2 holds the VIP (/etc/ilu/vip).
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ VIP_HOLDER = "ctl2"
 SOURCES = "/etc/apt/sources.list.d/ilu.list"
 ROLE_PACKAGES = {
     "controller": ["ilu-puppet", "ilu-ident", "ilu-compute-conductor"],
-    "compute": ["ilu-puppet", "ilu-compute-agent"],
+    "compute": ["ilu-puppet", "ilu-telemetry-agent", "ilu-compute-agent", "ilu-net-agent"],
+    "network": ["ilu-puppet", "ilu-net-agent", "ilu-net-l3-agent"],
 }
 ROLE_SERVICES = {
     "controller": ["puppet", "ilu-ident-api", "ilu-compute-conductor"],
-    "compute": ["puppet", "ilu-compute-agent"],
+    "compute": ["puppet", "ilu-telemetry-agent", "ilu-compute-agent", "ilu-net-agent"],
+    "network": ["puppet", "ilu-net-agent", "ilu-net-l3-agent"],
 }
 
 RECIPE = """\
@@ -46,6 +49,7 @@ repository:
   file: {sources}
   content: "{line}"
 roles: {{controller: controllers, compute: computes}}
+visits: {{compute: once}}
 vip_holder: {{command: [test, -e, /etc/ilu/vip]}}
 drain: {{timeout: 20s}}
 health: {{passes: 2, interval: 0.3s, deadline: 60s}}
@@ -64,6 +68,9 @@ projects:
         packages: [ilu-ident]
         services: [ilu-ident-api]
         health: ["http://{{address}}:8080/health"]
+  - name: telemetry
+    roles:
+      compute: {{packages: [ilu-telemetry-agent], services: [ilu-telemetry-agent], concurrency: 2}}
   - name: compute
     db:
       expand: ilu-compute-manage db expand
@@ -81,6 +88,9 @@ projects:
         services: [ilu-compute-agent]
         concurrency: 2
         service_wait: 0.5s
+  - name: net
+    roles:
+      compute: {{packages: [ilu-net-agent], services: [ilu-net-agent], concurrency: 2}}
 """
 
 
@@ -157,6 +167,11 @@ class UpgradeLab:
     def schema_log(self, project: str) -> list[str]:
         path = self.db / f"{project}.log"
         return path.read_text().splitlines() if path.exists() else []
+
+    def service_events(self, host: str, service: str) -> list[tuple[str, float]]:
+        """The service's starts and stops on the host, as its init script recorded them."""
+        text = self.sh(host, f"cat /var/log/ilu/{service}.events 2>/dev/null || true")
+        return [(kind, float(when)) for kind, when in (line.split() for line in text.splitlines())]
 
     def starts(self, host: str, service: str) -> list[str]:
         return self.sh(host, f"cat /var/log/ilu/{service}.starts 2>/dev/null || true").split("\n")

@@ -6,6 +6,8 @@ The "ilu" release (interlock lab upgrade) has two projects:
   and `ilu-ident-manage`, the project's database command;
 - compute: `ilu-compute-common` ships `ilu-compute-manage`; `ilu-compute-conductor` (controllers)
   and `ilu-compute-agent` (computes) are daemons with init scripts;
+- telemetry and net: `ilu-telemetry-agent` and `ilu-net-agent`, daemons on the computes (the
+  data plane of several projects on one host), and `ilu-net-l3-agent` for network nodes;
 
 plus `ilu-lib`, a shared library every service package depends on, and `ilu-puppet`, a stand-in
 for config management (a daemon called `puppet`), in v1 only.
@@ -14,7 +16,8 @@ The database is a directory every lab host sees (under the machine's /tmp, which
 share): `PROJECT.schema` holds the schema version, `PROJECT.log` gets a line for every database
 command (`sync 2.0-1 ctl2`), `PROJECT.pending` counts online migrations still to do (each run
 does one and exits 1 while some remain, 0 when none do) and `PROJECT.blocked` makes them exit 2.
-Each service start appends `start VERSION schema=SCHEMA` to /var/log/ilu/SERVICE.starts.
+Each service start appends `start VERSION schema=SCHEMA` to /var/log/ilu/SERVICE.starts, and
+each start and stop `start|stop EPOCH.NANOSECONDS` to /var/log/ilu/SERVICE.events.
 """
 
 from __future__ import annotations
@@ -112,13 +115,16 @@ do_start() {
     mkdir -p /var/log/ilu
     schema=$(cat "$DB_DIR/@PROJECT@.schema" 2>/dev/null || echo none)
     echo "start $VERSION schema=$schema" >> "/var/log/ilu/$NAME.starts"
+    echo "start $(date +%s.%N)" >> "/var/log/ilu/$NAME.events"
     echo "Started $NAME"
 }
 
 do_stop() {
     start-stop-daemon --stop --quiet --pidfile "$PIDFILE" --retry TERM/30/KILL/5
     case $? in
-        0|1) rm -f "$PIDFILE"; echo "Stopped $NAME" ;;
+        0) rm -f "$PIDFILE"; mkdir -p /var/log/ilu
+           echo "stop $(date +%s.%N)" >> "/var/log/ilu/$NAME.events"; echo "Stopped $NAME" ;;
+        1) rm -f "$PIDFILE"; echo "Stopped $NAME" ;;
         *) echo "$NAME did not stop" >&2; return 1 ;;
     esac
 }
@@ -268,6 +274,13 @@ def release(version: str) -> list[Package]:
         packages.append(
             Package(name, version, [f"ilu-compute-common (= {version})"], files, scripts)
         )
+    for project, name in (
+        ("telemetry", "ilu-telemetry-agent"),
+        ("net", "ilu-net-agent"),
+        ("net", "ilu-net-l3-agent"),
+    ):
+        files, scripts = service_files(name, project, version, DAEMON, DAEMON_START)
+        packages.append(Package(name, version, [f"ilu-lib (>= {version})"], files, scripts))
     return packages
 
 

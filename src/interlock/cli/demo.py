@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from interlock.cli.arguments import positive_count
 from interlock.errors import InterlockError
 
 
@@ -24,7 +25,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
     _require_root()
     from interlock.demo.lab_story import run_lab_demo
 
-    return run_lab_demo(hosts=args.hosts)
+    return run_lab_demo(hosts=args.hosts, systemd=args.systemd)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,5 +44,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="the main job on a lab of real hosts: deferred restarts paid back under load with "
         "0 failed requests (about a minute)",
     )
-    p.add_argument("--hosts", type=int, default=8, help="lab size (3 controllers, 1 lb, computes)")
+    p.add_argument(
+        "--hosts", type=positive_count, default=8, help="lab size (3 controllers, 1 lb, computes)"
+    )
+    p.add_argument(
+        "--systemd",
+        action="store_true",
+        help="every host boots systemd from its own Debian root file system (APIs as units)",
+    )
     p.set_defaults(handler=cmd_lab)

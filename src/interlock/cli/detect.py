@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from interlock.cli.output import emit_json, table, warn
+from interlock.cli.output import echo, emit_json, table, warn
 
 if TYPE_CHECKING:
     from interlock.detect.detection import DetectionReport
@@ -57,10 +57,10 @@ def _print_report(report: DetectionReport) -> None:
                 [(c.change, c.path, ", ".join(c.services)) for c in scan.changes],
             )
         for pattern in scan.baseline:
-            print(f"watching {pattern} from now on (baseline recorded)")
+            echo(f"watching {pattern} from now on (baseline recorded)")
         for action in report.watch.actions:
             detail = f" ({action.detail})" if action.detail else ""
-            print(f"{action.service}: {action.action}{detail}")
+            echo(f"{action.service}: {action.action}{detail}")
         for problem in scan.problems:
             warn(str(problem))
     if report.processes is not None and report.processes.findings:
@@ -73,9 +73,9 @@ def _print_report(report: DetectionReport) -> None:
             ],
         )
     for recorded in report.recorded:
-        print(f"{recorded.service}: {recorded.outcome}: {recorded.event.reason}")
+        echo(f"{recorded.service}: {recorded.outcome}: {recorded.event.reason}")
     if not report.found:
-        print("Nothing needs a restart.")
+        echo("Nothing needs a restart.")
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
@@ -126,7 +126,7 @@ def cmd_install_hooks(args: argparse.Namespace) -> int:
     from interlock.detect.system import System
 
     for line in install_hooks(HookFiles.under(args.root), System.live(args.root)):
-        print(line)
+        echo(line)
     return EXIT_NOTHING
 
 
@@ -134,7 +134,7 @@ def cmd_uninstall_hooks(args: argparse.Namespace) -> int:
     from interlock.detect.apt_hooks import HookFiles, uninstall_hooks
 
     for line in uninstall_hooks(HookFiles.under(args.root)) or ["no hooks were installed"]:
-        print(line)
+        echo(line)
     return EXIT_NOTHING
 
 
@@ -144,7 +144,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
     snapshot, kept = begin(System.live(args.root))
     verb = "an unfinished transaction's snapshot is kept" if kept else "snapshot taken"
-    print(f"{verb}: {len(snapshot.packages)} packages")
+    echo(f"{verb}: {len(snapshot.packages)} packages")
     return EXIT_NOTHING
 
 
@@ -157,14 +157,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         emit_json(report.as_dict())
         return EXIT_NOTHING
     if not report.had_snapshot:
-        print("No transaction snapshot: run `interlock detect snapshot` before dpkg runs.")
+        echo("No transaction snapshot: run `interlock detect snapshot` before dpkg runs.")
         return EXIT_NOTHING
     for change in report.changes:
-        print(f"changed: {change.describe()}")
+        echo(f"changed: {change.describe()}")
     for outcome in report.services:
-        print(f"{outcome.service}: {outcome.outcome} ({outcome.reason})")
+        echo(f"{outcome.service}: {outcome.outcome} ({outcome.reason})")
     if not report.changes:
-        print("No package changed.")
+        echo("No package changed.")
     return EXIT_NOTHING
 
 

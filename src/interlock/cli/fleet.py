@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from interlock.cli.output import emit_json, table, warn
+from interlock.cli.arguments import positive_count, positive_seconds
+from interlock.cli.output import echo, emit_json, table, warn
 from interlock.errors import UsageError
 from interlock.fleet.inventory import DEFAULT_INVENTORY
 
 if TYPE_CHECKING:
     from interlock.fleet.install import InstallResult
     from interlock.fleet.inventory import Host, Inventory
+    from interlock.fleet.status import FleetStatus
     from interlock.fleet.transport import HostOutcome, SshTransport
 
 
@@ -53,7 +54,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     status = gather_status_sync(hosts, _transport(args, inventory), args.window, args.timeout)
     if args.json:
         emit_json(status.as_dict())
-        return 0 if status.complete else 1
+    else:
+        show_status(status)
+    return 0 if status.complete else 1
+
+
+def show_status(status: FleetStatus) -> None:
+    """The fleet's deferred work as a table, totals, and a warning per host or file not read."""
     now = int(time.time())
     rows = []
     for debt in status.hosts:
@@ -70,25 +77,29 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         for hook in debt.hooks:
             rows.append((debt.host.name, f"hook {hook}", "run", "", "pending", "auto restarts off"))
+        if debt.reboot is not None and debt.reboot.needed:
+            reasons = ", ".join(debt.reboot.reasons) or "/run/reboot-required"
+            rows.append((debt.host.name, "(the host)", "reboot", "", "needed", reasons))
     if rows:
         table(None, ["host", "service", "action", "since", "state", "reason"], rows)
     per_service = status.per_service()
     if per_service:
-        print(
+        echo(
             "pending per service: " + ", ".join(f"{s} {n}" for s, n in sorted(per_service.items()))
         )
         per_group = status.per_group()
-        print("hosts per group: " + ", ".join(f"{g} {n}" for g, n in sorted(per_group.items())))
+        echo("hosts per group: " + ", ".join(f"{g} {n}" for g, n in sorted(per_group.items())))
     owing = sum(1 for d in status.hosts if d.pending or d.hooks)
-    print(
+    reboots = sum(1 for d in status.hosts if d.reboot is not None and d.reboot.needed)
+    echo(
         f"{len(status.hosts)} hosts read in {status.duration:.2f}s: {owing} with deferred work"
+        + (f", {reboots} needing a reboot" if reboots else "")
         + (f", {len(status.unreachable)} unreachable" if status.unreachable else "")
     )
     for host, reason in status.unreachable:
         warn(f"{host.name}: unreachable: {reason}")
     for problem in status.problems:
         warn(problem)
-    return 0 if status.complete else 1
 
 
 def cmd_install(args: argparse.Namespace) -> int:
@@ -119,11 +130,11 @@ def cmd_install(args: argparse.Namespace) -> int:
     for outcome in outcomes:
         if outcome.ok and outcome.value is not None:
             what = "installed" if outcome.value.copied else "already current"
-            print(f"ok   {outcome.host.name}: interlock {what}, gate active")
+            echo(f"ok   {outcome.host.name}: interlock {what}, gate active")
         else:
             failed += 1
-            print(f"FAIL {outcome.host.name}: {outcome.reason}", file=sys.stderr)
-    print(f"{len(outcomes) - failed} of {len(outcomes)} hosts ready")
+            warn(f"FAIL {outcome.host.name}: {outcome.reason}")
+    echo(f"{len(outcomes) - failed} of {len(outcomes)} hosts ready")
     return 1 if failed else 0
 
 
@@ -157,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             failed += 1
             results.append({"host": outcome.host.name, "error": outcome.reason})
             if not args.json:
-                print(f"{outcome.host.name}: unreachable: {outcome.reason}", file=sys.stderr)
+                warn(f"{outcome.host.name}: unreachable: {outcome.reason}")
             continue
         if not result.ok:
             failed += 1
@@ -175,11 +186,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             mark = "" if result.ok else f" (exit {result.exit_status})"
             lines = [line for line in (out + "\n" + err).splitlines() if line.strip()]
             if len(lines) == 1:
-                print(f"{outcome.host.name}{mark}: {lines[0]}")
+                echo(f"{outcome.host.name}{mark}: {lines[0]}")
             else:
-                print(f"{outcome.host.name}{mark}:")
+                echo(f"{outcome.host.name}{mark}:")
                 for line in lines:
-                    print(f"  {line}")
+                    echo(f"  {line}")
     if args.json:
         emit_json(results)
     return 1 if failed else 0
@@ -190,8 +201,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "-i", "--inventory", default=DEFAULT_INVENTORY, help="interlock YAML or Ansible inventory"
     )
     parser.add_argument("--limit", help="host pattern: name, group, glob, a:b, a:&b, a:!b")
-    parser.add_argument("--window", type=int, default=24, help="hosts in flight at once")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per host")
+    parser.add_argument("--window", type=positive_count, default=24, help="hosts in flight at once")
+    parser.add_argument("--timeout", type=positive_seconds, default=30.0, help="seconds per host")
     parser.add_argument(
         "--insecure-no-host-key-check",
         action="store_true",

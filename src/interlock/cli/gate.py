@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from interlock.cli.host import paths_of
-from interlock.cli.output import emit_json, table, warn
+from interlock.cli.output import echo, emit_json, table, warn
+from interlock.errors import UsageError
 from interlock.host import gate
 from interlock.host.gate_install import GateInstaller
 from interlock.host.policy import load_policies
@@ -24,14 +25,14 @@ def cmd_install(args: argparse.Namespace) -> int:
         chain=not args.no_chain, on_policy_error=args.on_policy_error
     )
     for line in done:
-        print(line)
+        echo(line)
     return 0
 
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
     done = GateInstaller(args.root).uninstall()
     for line in done or ["the gate was not installed; nothing to do"]:
-        print(line)
+        echo(line)
     return 0
 
 
@@ -40,10 +41,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(status.as_dict())
     else:
-        print(f"/usr/sbin/policy-rc.d → {status.link_target or '(absent)'}")
-        print("interlock gate: " + ("active" if status.ours_active else "NOT active"))
+        echo(f"/usr/sbin/policy-rc.d → {status.link_target or '(absent)'}")
+        echo("interlock gate: " + ("active" if status.ours_active else "NOT active"))
         if status.chained:
-            print(f"chained to the previous policy-rc.d: {status.chained}")
+            echo(f"chained to the previous policy-rc.d: {status.chained}")
     return 0 if status.ours_active else 1
 
 
@@ -86,8 +87,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     try:
         call = gate.parse_argv([args.service, " ".join(args.actions)])
     except gate.GateUsageError as exc:
-        print(f"{exc.code}: {exc}")
-        return 1
+        # Not a call the gate would get from invoke-rc.d: nothing to explain.
+        raise UsageError(f"the gate would answer {exc.code}: {exc}") from None
     policies, problems = load_policies(config.policy_dir)
     decision = gate.decide(call, policies, problems, config.on_policy_error)
     if args.json:
@@ -109,17 +110,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
             }
         )
         return 0
-    print(f"{decision.code}: {EXPLAIN_WORDS.get(decision.code, '')}")
+    echo(f"{decision.code}: {EXPLAIN_WORDS.get(decision.code, '')}")
     for blocker in decision.blockers:
-        print(
+        echo(
             f"  {blocker.requested} is blocked as '{blocker.blocked_action}' by "
             f"{blocker.policy.requestor_type}:{blocker.policy.requestor_name} "
             f"({blocker.policy.path})"
         )
     if decision.fallback:
-        print(f"  fallback: {decision.fallback}")
+        echo(f"  fallback: {decision.fallback}")
     for note in decision.notes:
-        print(f"  {note}")
+        echo(f"  {note}")
     for problem in problems:
         warn(str(problem))
     return 0

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import time
 
-from interlock.cli.output import emit_json, table, warn
+from interlock.cli.arguments import positive_seconds, seconds_or_zero
+from interlock.cli.output import echo, emit_json, table, warn
 from interlock.errors import UsageError
 from interlock.host import apply
 from interlock.host.auto_restarts import blocked_services, set_auto_restarts
 from interlock.host.hooks import HookStore, run_hook_command, validate_hook_name
 from interlock.host.ledger import Ledger
 from interlock.host.paths import HostPaths
-from interlock.host.report import charm_show, status_message
+from interlock.host.reboot import RebootNeed, local_need
+from interlock.host.report import charm_show, status_message, with_reboot
 from interlock.host.services import detect_manager
+from interlock.host.services.base import DEFAULT_SETTLE
 
 EXIT_OK = 0
 EXIT_PENDING = 1
@@ -33,19 +37,33 @@ def _age(timestamp: int) -> str:
     return f"{seconds}s ago"
 
 
+def reboot_need(args: argparse.Namespace, problems: list[str]) -> RebootNeed | None:
+    try:
+        return local_need(args.root)
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        problems.append(f"cannot tell whether a reboot is needed: {exc}")
+        return None
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     paths = paths_of(args)
     view = Ledger(str(paths.ledger_dir)).read()
     hooks, hook_problems = HookStore(paths.state_dir).read()
     problems = [str(p) for p in view.problems + hook_problems]
-    message = status_message(view.events, hooks)
-    code = EXIT_UNREADABLE if problems else EXIT_PENDING if (view.events or hooks) else EXIT_OK
-    if args.metrics:
+    reboot = reboot_need(args, problems)
+    message = with_reboot(status_message(view.events, hooks), reboot.message() if reboot else "")
+    owed = view.events or hooks or (reboot is not None and reboot.needed)
+    code = EXIT_UNREADABLE if problems else EXIT_PENDING if owed else EXIT_OK
+    if args.metrics is not None:
         from interlock.host.atomic import write_atomic
         from interlock.host.metrics import render_ledger_metrics
 
         metrics = render_ledger_metrics(
-            view.events, hooks, view.problems + hook_problems, blocked_services(paths.policy_dir)
+            view.events,
+            hooks,
+            view.problems + hook_problems,
+            blocked_services(paths.policy_dir),
+            reboot,
         )
         write_atomic(args.metrics, metrics, mode=0o644)
     if args.json:
@@ -55,12 +73,13 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "services": sorted({event.unit for event in view.events}),
                 "hooks": sorted({hook.name for hook in hooks}),
                 "auto_restarts_blocked": blocked_services(paths.policy_dir),
+                "reboot": reboot.as_dict() if reboot else None,
                 "problems": problems,
                 "exit_code": code,
             }
         )
     else:
-        print(message)
+        echo(message)
         for problem in problems:
             warn(problem)
     return code
@@ -71,6 +90,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     view = Ledger(str(paths.ledger_dir)).read()
     hooks, hook_problems = HookStore(paths.state_dir).read()
     fmt = "json" if args.json else args.format
+    reboot_problems: list[str] = []
+    reboot = reboot_need(args, reboot_problems) if fmt != "charm" else None
     if fmt == "charm":
         print(charm_show(view.events, hooks), end="")
     elif fmt == "json":
@@ -78,7 +99,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             {
                 "restarts": [event.as_dict() for event in view.events],
                 "hooks": [hook.as_dict() for hook in hooks],
-                "problems": [str(p) for p in view.problems + hook_problems],
+                "reboot": reboot.as_dict() if reboot else None,
+                "problems": [str(p) for p in view.problems + hook_problems] + reboot_problems,
             }
         )
     else:
@@ -98,9 +120,11 @@ def cmd_show(args: argparse.Namespace) -> int:
                 [(h.name, _age(int(h.timestamp)), " ".join(h.command)) for h in hooks],
             )
         if not view.events and not hooks:
-            print("Nothing deferred.")
-    for problem in view.problems + hook_problems:
-        warn(str(problem))
+            echo("Nothing deferred.")
+        if reboot is not None and reboot.needed:
+            echo(reboot.message())
+    for problem in [*map(str, view.problems + hook_problems), *reboot_problems]:
+        warn(problem)
     return EXIT_UNREADABLE if view.problems or hook_problems else EXIT_OK
 
 
@@ -112,24 +136,40 @@ def cmd_check(args: argparse.Namespace) -> int:
                 "cleared": [e.as_dict() for e in report.cleared],
                 "pending": [e.as_dict() for e in report.pending],
                 "errors": report.errors,
+                "missing": report.missing,
             }
         )
     else:
         for event in report.cleared:
-            print(f"cleared: {event.service} {event.action} ({event.reason}): it has restarted")
-        print(f"{len(report.cleared)} cleared, {len(report.pending)} still pending")
+            echo(f"cleared: {event.service} {event.action} ({event.reason}): it has restarted")
+        echo(f"{len(report.cleared)} cleared, {len(report.pending)} still pending")
         for error in report.errors:
             warn(error)
+        for unit in report.missing:
+            warn(
+                f"{unit}: no such service on this host; `interlock restart --deferred-only "
+                f"--prune-missing` or `interlock clear {unit}` forgets its events"
+            )
     return EXIT_PENDING if report.pending else EXIT_OK
+
+
+RESTART_MARKS = {
+    apply.RESTARTED: "ok  ",
+    apply.SETTLED: "ok  ",
+    apply.PRUNED: "gone",
+    apply.MISSING: "MISS",
+    apply.REFUSED: "SKIP",
+    apply.FAILED: "FAIL",
+}
 
 
 def _print_restart_report(report: apply.RestartReport) -> None:
     for outcome in report.outcomes:
-        mark = "ok  " if outcome.ok else "FAIL"
+        mark = RESTART_MARKS[outcome.status]
         cleared = f", cleared {len(outcome.cleared)} event(s)" if outcome.cleared else ""
-        print(f"{mark} {outcome.service}: {outcome.detail}{cleared}")
+        echo(f"{mark} {outcome.service}: {outcome.detail}{cleared}")
     if report.not_attempted:
-        print(f"not attempted (still pending): {', '.join(report.not_attempted)}")
+        echo(f"not attempted (still pending): {', '.join(report.not_attempted)}")
 
 
 def _restart_json(report: apply.RestartReport) -> dict[str, object]:
@@ -139,7 +179,10 @@ def _restart_json(report: apply.RestartReport) -> dict[str, object]:
             {
                 "service": o.service,
                 "ok": o.ok,
+                "status": o.status,
                 "detail": o.detail,
+                "pid_before": o.before.pid if o.before else None,
+                "pid_after": o.after.pid if o.after else None,
                 "cleared": [e.as_dict() for e in o.cleared],
             }
             for o in report.outcomes
@@ -150,12 +193,18 @@ def _restart_json(report: apply.RestartReport) -> dict[str, object]:
 
 def cmd_restart(args: argparse.Namespace) -> int:
     report = apply.restart(
-        paths_of(args), detect_manager(), args.services, args.deferred_only, args.timeout
+        paths_of(args),
+        detect_manager(),
+        args.services,
+        args.deferred_only,
+        args.timeout,
+        args.settle,
+        args.prune_missing,
     )
     if args.json:
         emit_json(_restart_json(report))
     elif not report.outcomes:
-        print("Nothing to restart.")
+        echo("Nothing to restart.")
     else:
         _print_restart_report(report)
     return EXIT_OK if report.ok else EXIT_FAILED
@@ -163,7 +212,7 @@ def cmd_restart(args: argparse.Namespace) -> int:
 
 def cmd_clear(args: argparse.Namespace) -> int:
     events, hooks = apply.clear(paths_of(args), args.services, args.all)
-    print(f"cleared {events} deferred restart(s)" + (f" and {hooks} hook(s)" if args.all else ""))
+    echo(f"cleared {events} deferred restart(s)" + (f" and {hooks} hook(s)" if args.all else ""))
     return EXIT_OK
 
 
@@ -176,11 +225,11 @@ def cmd_auto_restarts(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"auto_restarts": "on" if not blocked else "off", "blocked": blocked})
     elif not blocked:
-        print("Auto restarts are on: package operations may restart services.")
+        echo("Auto restarts are on: package operations may restart services.")
     elif blocked == ["*"]:
-        print("Auto restarts are off for every service: restarts are deferred and recorded.")
+        echo("Auto restarts are off for every service: restarts are deferred and recorded.")
     else:
-        print(f"Auto restarts are off for: {', '.join(blocked)}")
+        echo(f"Auto restarts are off for: {', '.join(blocked)}")
     return EXIT_OK
 
 
@@ -195,7 +244,7 @@ def cmd_hook_run(args: argparse.Namespace) -> int:
     store = HookStore(paths.state_dir)
     if blocked_services(paths.policy_dir):
         hook = store.record(args.name, command)
-        print(f"Auto restarts are off: hook {hook.name} deferred (interlock run-deferred-hooks)")
+        echo(f"Auto restarts are off: hook {hook.name} deferred (interlock run-deferred-hooks)")
         return EXIT_OK
     from interlock.host.hooks import DeferredHook
 
@@ -215,9 +264,9 @@ def cmd_run_deferred_hooks(args: argparse.Namespace) -> int:
         )
     else:
         for hook in report.hooks_run:
-            print(f"ok   hook {hook.name}")
+            echo(f"ok   hook {hook.name}")
         if report.hook_error:
-            print(f"FAIL {report.hook_error}")
+            echo(f"FAIL {report.hook_error}")
         if report.restarts:
             _print_restart_report(report.restarts)
     ok = report.hook_error is None and (report.restarts is None or report.restarts.ok)
@@ -246,10 +295,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     p = commands.add_parser(
         "status",
-        help="one line: services queued for restart, hooks skipped",
+        help="one line: services queued for restart, hooks skipped, reboot required",
         formatter_class=fmt,
-        description="Print the deferred-restart status in the OpenStack charms' wording.",
-        epilog="exit codes: 0 nothing deferred, 1 something deferred, 3 unreadable ledger files\n"
+        description="Print the deferred-restart status in the OpenStack charms' wording, then "
+        "whether the host needs a reboot (/run/reboot-required, or a newer kernel installed).",
+        epilog="exit codes: 0 nothing owed, 1 something deferred or a reboot required, "
+        "3 unreadable ledger files\n"
         "examples:\n"
         "  interlock status  →  Services queued for restart: cron, nova-compute\n"
         "  interlock status --metrics /var/lib/prometheus/node-exporter/interlock.prom",
@@ -287,13 +338,42 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "restart",
         help="restart deferred (or named) services, one at a time, verified",
         formatter_class=fmt,
-        description="Restart services one at a time through their service manager, verify each "
-        "really restarted, and clear its deferred events only then. Stops at the first failure.",
-        epilog="examples:\n  interlock restart --deferred-only\n  interlock restart cron ssh",
+        description=(
+            "Restart services one at a time through their service manager, verify each really\n"
+            "restarted (a new instance: another systemd invocation, or another process, that\n"
+            "stays up for the settle time while the old one is gone), and clear its deferred\n"
+            "events only then. Stops at the first failed restart.\n\n"
+            "Only services are restarted: plain names and .service units. NAME.socket goes\n"
+            "with NAME: a socket that is not listening is settled by NAME's restart, a\n"
+            "listening one whose service is not running is restarted itself. Targets, mounts,\n"
+            "devices, slices, scopes, timers, paths, swaps and automounts are never acted on:\n"
+            "they are reported as not restartable (`interlock clear UNIT` forgets them). A\n"
+            "service that does not exist on this host is reported and skipped; the others\n"
+            "still restart."
+        ),
+        epilog="exit codes: 0 nothing is left owed (every service restarted, settled or pruned)\n"
+        "  1 something is left owed: a restart failed or was not attempted, a service is\n"
+        "    missing (without --prune-missing), or a unit is not restartable\n"
+        "examples:\n  interlock restart --deferred-only\n"
+        "  interlock restart --deferred-only --prune-missing\n  interlock restart cron ssh",
     )
     p.add_argument("services", nargs="*", metavar="SERVICE")
     p.add_argument("--deferred-only", action="store_true", help="every service with events")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait per service")
+    p.add_argument(
+        "--timeout", type=positive_seconds, default=60.0, help="seconds to wait per service"
+    )
+    p.add_argument(
+        "--settle",
+        type=seconds_or_zero,
+        default=DEFAULT_SETTLE,
+        metavar="SECONDS",
+        help=f"how long a new instance must stay up to count (default {DEFAULT_SETTLE:g})",
+    )
+    p.add_argument(
+        "--prune-missing",
+        action="store_true",
+        help="clear the events of services that do not exist on this host, naming them",
+    )
     _json_flag(p)
     p.set_defaults(handler=cmd_restart)
 

@@ -9,8 +9,16 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from interlock.errors import UsageError
 from interlock.lab.lab import Lab, UpReport, require_root
-from interlock.lab.spec import DEFAULT_DIR, DEFAULT_NAME, DEFAULT_SUBNET, LabHost
+from interlock.lab.spec import (
+    DEFAULT_DIR,
+    DEFAULT_NAME,
+    DEFAULT_SUBNET,
+    SYSTEMD,
+    LabHost,
+    LabSpec,
+)
 from interlock.lab.status import LabStatus
 
 UP_EPILOG = """\
@@ -80,11 +88,27 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "install on a host changes that host only",
     )
     up.add_argument(
+        "--systemd",
+        type=int,
+        default=0,
+        metavar="S",
+        help="how many hosts (load balancers first, then controllers, then computes) boot "
+        "systemd from their own Debian root file system, built once and cached (0)",
+    )
+    up.add_argument(
         "--api-delay-ms",
         type=int,
         default=0,
         metavar="MS",
         help="work time of each API request (0)",
+    )
+    up.add_argument(
+        "--etcd",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run an etcd cluster of N members on the controllers (then computes), for "
+        "--coordination (0)",
     )
     up.set_defaults(handler=_up)
 
@@ -113,7 +137,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _location(parser: argparse.ArgumentParser, *, subnet: bool) -> None:
     parser.add_argument(
         "--dir",
-        type=Path,
+        type=lab_directory,
         default=DEFAULT_DIR,
         help=f"lab directory (state, keys, inventory; default {DEFAULT_DIR})",
     )
@@ -131,6 +155,21 @@ def _location(parser: argparse.ArgumentParser, *, subnet: bool) -> None:
         )
 
 
+def lab_directory(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a directory, not an empty string")
+    return Path(text)
+
+
+def _existing(args: argparse.Namespace) -> Lab:
+    """The lab down and status act on: its name checked (it selects namespaces and links to
+    remove by prefix) and its directory there, before anything is looked at."""
+    LabSpec(directory=args.dir, name=args.name)
+    if not args.dir.is_dir():
+        raise UsageError(f"--dir {args.dir}: no such directory")
+    return Lab(args.dir, name=args.name)
+
+
 def _up(args: argparse.Namespace) -> int:
     require_root()
     lab = Lab(args.dir, name=args.name, subnet=args.subnet)
@@ -141,15 +180,25 @@ def _up(args: argparse.Namespace) -> int:
         pid_namespace=args.pid_namespace,
         api_delay_ms=args.api_delay_ms,
         package_overlays=args.packages,
+        systemd=args.systemd,
         progress=lambda message: print(message, file=sys.stderr),
     )
     print(render_up(lab, report))
+    if args.etcd:
+        from interlock.lab import etcd
+
+        try:
+            url = etcd.start(lab, etcd.member_hosts(lab, args.etcd))
+        except BaseException:
+            lab.down()
+            raise
+        print(f"etcd: {args.etcd} members; use --coordination {url}")
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
     require_root()
-    report = Lab(args.dir, name=args.name).down()
+    report = _existing(args).down()
     if not report.found:
         print(f"no lab in {args.dir} (nothing named {args.name}-* either)")
         return 0
@@ -162,7 +211,7 @@ def _down(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     require_root()
-    lab = Lab(args.dir, name=args.name)
+    lab = _existing(args)
     status = lab.status()
     if args.json:
         print(json.dumps(status_document(lab, status), indent=2))
@@ -187,13 +236,16 @@ def render_up(lab: Lab, report: UpReport) -> str:
     ]
     roles = (
         ("lb", "lbs", "haproxy on :80, admin socket /run/haproxy/admin.sock and :9999"),
-        ("controller", "controllers", "sysv service lab-api on :8080"),
+        ("controller", "controllers", "lab-api on :8080"),
         ("compute", "computes", "cron"),
     )
     for role, label, what in roles:
         members = [h for h in hosts if h.role == role]
         if members:
             lines.append(f"  {label:<12}{_span(members)}  ({what})")
+    systemd = [h for h in hosts if h.kind == SYSTEMD]
+    if systemd:
+        lines.append(f"  {'systemd':<12}{_span(systemd)}  (systemd as PID 1, own Debian root)")
     first = hosts[0].name
     ssh = " ".join(lab.ssh_argv(first))
     lines += [
@@ -238,6 +290,7 @@ def render_status(status: LabStatus) -> str:
 
 def status_document(lab: Lab, status: LabStatus) -> dict[str, object]:
     spec = status.state.spec
+    kinds = {h.name: h.kind for h in status.state.hosts}
     return {
         "directory": str(spec.directory),
         "name": spec.name,
@@ -251,6 +304,7 @@ def status_document(lab: Lab, status: LabStatus) -> dict[str, object]:
             {
                 "name": h.name,
                 "role": h.role,
+                "kind": kinds.get(h.name),
                 "address": h.address,
                 "pid": h.pid,
                 "running": h.running,

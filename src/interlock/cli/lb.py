@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from interlock.cli.arguments import positive_seconds, seconds_or_zero
 from interlock.errors import UsageError
 
 if TYPE_CHECKING:
@@ -92,7 +93,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     add_target_options(drain)
     drain.add_argument(
-        "--timeout", type=seconds, default=60.0, metavar="S", help="bound (default 60)"
+        "--timeout",
+        type=seconds_or_zero,
+        default=60.0,
+        metavar="S",
+        help="bound (default 60; 0: do not wait, --on-timeout decides at once)",
     )
     drain.add_argument(
         "--on-timeout",
@@ -101,7 +106,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="what to do when sessions remain after --timeout (default fail)",
     )
     drain.add_argument(
-        "--poll", type=seconds, default=0.2, metavar="S", help="poll interval (default 0.2)"
+        "--poll",
+        type=positive_seconds,
+        default=0.2,
+        metavar="S",
+        help="poll interval (default 0.2)",
     )
     drain.set_defaults(handler=drain_command)
 
@@ -114,10 +123,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     add_target_options(enable)
     enable.add_argument(
-        "--timeout", type=seconds, default=60.0, metavar="S", help="bound (default 60)"
+        "--timeout",
+        type=seconds_or_zero,
+        default=60.0,
+        metavar="S",
+        help="bound (default 60; 0: do not wait for UP)",
     )
     enable.add_argument(
-        "--poll", type=seconds, default=0.5, metavar="S", help="poll interval (default 0.5)"
+        "--poll",
+        type=positive_seconds,
+        default=0.5,
+        metavar="S",
+        help="poll interval (default 0.5)",
     )
     enable.set_defaults(handler=enable_command)
 
@@ -141,16 +158,6 @@ def add_target_options(parser: argparse.ArgumentParser) -> None:
     )
     add_endpoint_options(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"seconds must be 0 or more: {text!r}")
-    return value
 
 
 def endpoints(args: argparse.Namespace) -> Endpoints:

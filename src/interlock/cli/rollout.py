@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from interlock.cli.output import emit_json, table
+from interlock.cli.arguments import positive_count
+from interlock.cli.output import echo, emit_json, table
 from interlock.errors import InterlockError, UsageError
 from interlock.fleet.inventory import DEFAULT_INVENTORY
 
@@ -69,6 +70,9 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         pre_gate_timeout=args.pre_gate_timeout,
         failure_budget=args.failure_budget,
         on_failure=args.on_failure,
+        reboot=args.reboot,
+        reboot_command=args.reboot_command,
+        reboot_timeout=args.reboot_timeout,
     )
     return apply_flags(spec, flags)
 
@@ -89,7 +93,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(encode(plan))
     else:
-        print(plan)
+        echo(plan)
     return EXIT_COMPLETE
 
 
@@ -163,8 +167,12 @@ def execute_run(args: argparse.Namespace, journal: Any, run: Any) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, executor.interrupt, signal.Signals(signum).name)
 
+    from interlock.cli.slots import chosen_coordination
+
     with subscribers(args, bus) as (tally, _):
-        outcome = asyncio.run(execute(journal, run, bus, on_executor=install))
+        outcome = asyncio.run(
+            execute(journal, run, bus, on_executor=install, coordination=chosen_coordination(args))
+        )
     if args.json:
         emit_json(
             {
@@ -178,7 +186,7 @@ def execute_run(args: argparse.Namespace, journal: Any, run: Any) -> int:
             }
         )
     else:
-        print("\n".join(tally.summary_lines()))
+        echo("\n".join(tally.summary_lines()))
         if outcome.state == "paused":
             print(
                 f"paused: `interlock rollout resume {run.id}` continues, "
@@ -193,11 +201,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec, inventory, plan = plan_from_args(args)
     if not args.json:
-        print(plan)
+        echo(plan)
         print()
     confirm(args, "Run this plan?")
     with open_journal(args) as journal:
-        run = start_run(journal, plan, settings_for(spec, inventory), again=args.again)
+        settings = settings_for(spec, inventory)
+        settings["coordination"] = args.coordination or settings["coordination"]
+        from interlock.cli.slots import check_reachable
+
+        check_reachable(settings["coordination"])  # before the run exists: an error changes nothing
+        run = start_run(journal, plan, settings, again=args.again)
         if not args.json:
             print(f"run {run.id} (journal {journal.path})", file=sys.stderr)
         return execute_run(args, journal, run)
@@ -253,15 +266,19 @@ def cmd_status(args: argparse.Namespace) -> int:
     with open_journal(args) as journal:
         run = pick_run(journal, args.run, active=False)
         report = status(journal, run)
+    if args.coordination:
+        from interlock.cli.slots import shared_holdings
+
+        report["holdings"] = shared_holdings(args.coordination)
     if args.json:
         emit_json(report)
     else:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(report["counts"].items()))
         executing = " (executing now)" if report["executing"] else ""
-        print(f"run {report['run']}: {report['state']}{executing} — {report['title']}")
-        print(f"started {report['created']}, last change {report['updated']}; hosts: {counts}")
+        echo(f"run {report['run']}: {report['state']}{executing} — {report['title']}")
+        echo(f"started {report['created']}, last change {report['updated']}; hosts: {counts}")
         if report["reason"]:
-            print(f"reason: {report['reason']}")
+            echo(f"reason: {report['reason']}")
         table(
             None,
             ["batch", "stage", "host", "state", "try", "last step", "detail"],
@@ -278,6 +295,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                 for h in report["hosts"]
             ],
         )
+        if args.coordination:
+            from interlock.cli.slots import print_holdings
+
+            print_holdings(report["holdings"])
     return {"complete": EXIT_COMPLETE, "aborted": EXIT_ABORTED}.get(report["state"], EXIT_PAUSED)
 
 
@@ -316,6 +337,21 @@ def _target_options(p: argparse.ArgumentParser) -> None:
     action.add_argument("--action-timeout", metavar="DURATION", help="per action (default 2m)")
     action.add_argument(
         "--interlock", metavar="CMD", help="interlock on the hosts (default: interlock)"
+    )
+    reboot = p.add_argument_group("reboots (with the deferred action)")
+    reboot.add_argument(
+        "--reboot",
+        nargs="?",
+        const="needed",
+        choices=("needed", "always"),
+        help="reboot the hosts that need it (reboot-required, a newer kernel) instead of "
+        "restarting their deferred services; `always`: every host",
+    )
+    reboot.add_argument(
+        "--reboot-command", metavar="CMD", help="how a host reboots (default: systemctl reboot)"
+    )
+    reboot.add_argument(
+        "--reboot-timeout", metavar="DURATION", help="to come back from a new boot (default 10m)"
     )
     sched = p.add_argument_group("schedule")
     sched.add_argument("--canary", metavar="N|P%", help="hosts in the first batch")
@@ -395,6 +431,9 @@ def journal_option(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="journal database (default ~/.local/state/interlock/journal.sqlite)",
     )
+    from interlock.cli.slots import coordination_option
+
+    coordination_option(p)
 
 
 def output_options(p: argparse.ArgumentParser) -> None:
@@ -501,7 +540,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "  interlock rollout status 20250101-120000-ab12cd --json",
     )
     p.add_argument("run", nargs="?", help="run id (default: the latest run)")
-    p.add_argument("--list", type=int, nargs="?", const=20, metavar="N", help="the last N runs")
+    p.add_argument(
+        "--list", type=positive_count, nargs="?", const=20, metavar="N", help="the last N runs"
+    )
     journal_option(p)
     p.add_argument("--json", action="store_true", help="print JSON for programs")
     p.set_defaults(handler=cmd_status)

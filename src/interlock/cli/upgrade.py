@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from interlock.cli.output import emit_json, table
+from interlock.cli.arguments import positive_count
+from interlock.cli.output import echo, emit_json, table
 from interlock.cli.rollout import journal_option, output_options
 from interlock.errors import InterlockError, UsageError
 from interlock.fleet.inventory import DEFAULT_INVENTORY
@@ -84,7 +85,20 @@ def compiled(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def plan_document(upgrade: Any) -> dict[str, Any]:
     from interlock.rollout.plan import encode
+    from interlock.upgrade.plan_text import natural_key
 
+    hosts = [] if upgrade.plan is None else {hp.host.name for hp in upgrade.plan.hosts}
+    interruptions = []  # a list: JSON output sorts mapping keys, and hosts go in natural order
+    for name in sorted(hosts, key=natural_key):
+        times = upgrade.interruptions.get(name, ())
+        interruptions.append(
+            {
+                "host": name,
+                "count": len(times),
+                "seconds": [round(value, 1) for value in times],
+                "total_seconds": round(sum(times), 1),
+            }
+        )
     return {
         "recipe": upgrade.recipe.name,
         "recipe_path": upgrade.recipe.path,
@@ -92,6 +106,9 @@ def plan_document(upgrade: Any) -> dict[str, Any]:
         "projects": list(upgrade.projects),
         "notes": list(upgrade.notes),
         "estimate_seconds": round(upgrade.seconds, 1),
+        "makespan_seconds": round(upgrade.seconds, 1),
+        "visits": {role: list(projects) for role, projects in upgrade.visits.items()},
+        "interruptions": interruptions,
         "batch_estimates": {key: round(value, 1) for key, value in upgrade.estimates.items()},
         "plan": None if upgrade.plan is None else encode(upgrade.plan),
     }
@@ -137,7 +154,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(plan_document(upgrade))
     else:
-        print(render(upgrade))
+        echo(render(upgrade))
     return 0
 
 
@@ -149,8 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     inventory, upgrade = compiled(args)
     if not args.json:
-        print(render(upgrade))
-        print()
+        echo(render(upgrade))
+        echo()
     if upgrade.plan is None:
         if args.json:
             emit_json({"run": None, "state": "complete", "reason": "nothing to upgrade"})
@@ -197,8 +214,8 @@ def cmd_abort(args: argparse.Namespace) -> int:
         confirm(args, f"Abort upgrade run {run.id} (hosts under way are cleaned up)?")
         bus = EventBus()
         bus.subscribe(TextLog(sys.stderr))
-        print(abort(journal, run, bus))
-        print(
+        echo(abort(journal, run, bus))
+        echo(
             "config management stays paused where the upgrade paused it; the next "
             "`interlock upgrade run` resumes it in its finalize phase"
         )
@@ -218,7 +235,9 @@ def _target_options(p: argparse.ArgumentParser, *, facts: bool) -> None:
         default="ssh",
         help="reach hosts over SSH (default), or run every host's commands on this machine",
     )
-    p.add_argument("--window", type=int, default=24, metavar="N", help="hosts probed at once")
+    p.add_argument(
+        "--window", type=positive_count, default=24, metavar="N", help="hosts probed at once"
+    )
     if facts:
         p.add_argument(
             "--facts",
@@ -258,8 +277,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="print exactly what `run` would do, with the commands per host and a duration",
         formatter_class=fmt,
         description="Compile the plan and print it: phases, projects, batches, each host's "
-        "steps with their exact commands, what cleanup does on failure, and an estimate of "
-        "the duration from the recipe's waits, concurrency and step estimates.\n\n" + ABOUT,
+        "steps with their exact commands, what cleanup does on failure, the estimated makespan "
+        "(the executor's sliding window replayed with the recipe's concurrency, waits and step "
+        "estimates), and per host how many times its services are held and for how long. "
+        "Roles the recipe visits once (`visits: {compute: once}`) take all their projects in "
+        "one visit per host.\n\n" + ABOUT,
         epilog="examples:\n  interlock upgrade plan openstack -i inventory.yaml\n"
         "  interlock upgrade plan my-recipe.yaml -i inventory.yaml --limit 'controllers:net*'\n"
         "  interlock upgrade plan openstack -i inventory.yaml --facts facts.json --json",
@@ -322,7 +344,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         epilog="examples:\n  interlock upgrade status\n  interlock upgrade status --list",
     )
     p.add_argument("run", nargs="?", help="run id (default: the latest run)")
-    p.add_argument("--list", type=int, nargs="?", const=20, metavar="N", help="the last N runs")
+    p.add_argument(
+        "--list", type=positive_count, nargs="?", const=20, metavar="N", help="the last N runs"
+    )
     journal_option(p)
     p.add_argument("--json", action="store_true", help="print JSON for programs")
     p.set_defaults(handler=cmd_status)

@@ -7,6 +7,10 @@ view shows the debt, and a rollout pays it back (controllers one at a time, drai
 and health-gated; then computes, canary first) while a load generator hammers the API through
 haproxy. The load generator's count of failed requests is the verdict. The lab is torn down
 at the end, whatever happens.
+
+With `systemd`, every host boots systemd from its own Debian root file system: the APIs are
+`lab-api.service` units behind Debian's haproxy.service, the refusals come from the real
+deb-systemd-invoke, and the rollout restarts units through systemctl.
 """
 
 from __future__ import annotations
@@ -35,17 +39,23 @@ COMPUTE_ROLLOUT = [
 ]  # fmt: skip
 
 
-def run_lab_demo(hosts: int = 8, controllers: int = 3) -> int:
+def run_lab_demo(hosts: int = 8, controllers: int = 3, systemd: bool = False) -> int:
     narrator = Narrator()
     interlock = [sys.executable, "-m", "interlock.cli.main"]
     with tempfile.TemporaryDirectory(prefix="interlock-demo-") as tmp:
         workdir = Path(tmp)
+        kind = "systemd as PID 1 on its own Debian root, " if systemd else ""
         narrator.step(
-            f"A lab on this machine: {hosts} hosts in network namespaces, each with its own sshd; "
-            f"{controllers} API controllers behind a real haproxy; the rest are compute hosts"
+            f"A lab on this machine: {hosts} hosts in network namespaces, each with {kind}its own "
+            f"sshd; {controllers} API controllers behind a real haproxy; the rest are compute hosts"
         )
         with running_lab(
-            workdir / "lab", hosts=hosts, controllers=controllers, lbs=1, api_delay_ms=20
+            workdir / "lab",
+            hosts=hosts,
+            controllers=controllers,
+            lbs=1,
+            api_delay_ms=20,
+            systemd=hosts if systemd else 0,
         ) as lab:
             inventory = str(lab.inventory_path)
             journal = str(workdir / "journal.sqlite")
@@ -63,12 +73,17 @@ def run_lab_demo(hosts: int = 8, controllers: int = 3) -> int:
             narrator.step("The operator turns automatic restarts off, fleet-wide")
             cli("fleet", "run", "-i", inventory, "--", "interlock", "auto-restarts", "off")
 
+            asker = "deb-systemd-invoke" if systemd else "invoke-rc.d"
             narrator.step(
-                "A package update asks to restart the services (the real invoke-rc.d on each "
+                f"A package update asks to restart the services (the real {asker} on each "
                 "host): every gate refuses and records it"
             )
-            cli("fleet", "run", "-i", inventory, "--limit", "controllers", "--",
-                "invoke-rc.d", "lab-api", "restart")  # fmt: skip
+            api_restart = (
+                ["deb-systemd-invoke", "restart", "lab-api.service"]
+                if systemd
+                else ["invoke-rc.d", "lab-api", "restart"]
+            )
+            cli("fleet", "run", "-i", inventory, "--limit", "controllers", "--", *api_restart)
             cli("fleet", "run", "-i", inventory, "--limit", "computes", "--",
                 "invoke-rc.d", "cron", "restart")  # fmt: skip
 

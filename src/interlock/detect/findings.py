@@ -45,7 +45,7 @@ class ProcessFinding:
 class ProcessReport:
     scanned: int
     findings: list[ProcessFinding]
-    foreign: tuple[int, ...]  # processes in another mount namespace or chroot: not judged
+    foreign: tuple[int, ...]  # processes whose root or mount namespace could not be read
 
 
 def _with_owners(files: tuple[StaleFile, ...], owners: FileOwners) -> list[StaleFile]:

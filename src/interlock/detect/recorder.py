@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from interlock.errors import FileFormatError, InterlockError
 from interlock.host.atomic import write_atomic
 from interlock.host.auto_restarts import REQUESTOR
-from interlock.host.ledger import DeferredEvent, Ledger, parse_event, render_event
+from interlock.host.ledger import DeferredEvent, Ledger, read_event, render_event
 
 RESTART = "restart"
 FILES_CHANGED = "File(s) changed"
@@ -63,9 +63,8 @@ def merge_into(ledger: Ledger, path: str, reason: str) -> DeferredEvent | None:
 
 def _merge_locked(path: str, reason: str, timestamp: int | None) -> DeferredEvent | None:
     try:
-        with open(path, encoding="utf-8") as handle:
-            current = parse_event(handle.read(), path)
-    except (OSError, UnicodeDecodeError, FileFormatError):
+        current = read_event(path)
+    except (OSError, FileFormatError):
         return None
     updated = current.replace(
         reason=merge_reasons(current.reason, reason),

@@ -82,7 +82,7 @@ class ProcessScan:
     scanned: int
     stale: dict[int, tuple[StaleFile, ...]]
     pythons: tuple[int, ...]  # processes running a Python interpreter
-    foreign: tuple[int, ...]  # not judged: another mount namespace or root directory
+    foreign: tuple[int, ...]  # not judged: their root or mount namespace could not be read
 
 
 def _inode(path: bytes) -> int | None:
@@ -92,19 +92,26 @@ def _inode(path: bytes) -> int | None:
         return None
 
 
-def _same_view(proc: str, pid: int, own_mnt: str | None) -> bool:
-    """The process sees the same files as we do: same mount namespace, same root."""
+def _view(proc: str, pid: int, own_mnt: str | None) -> tuple[str, bytes] | None:
+    """How to see the files the process sees: (its view's name, a prefix for its paths).
+
+    The same mount namespace and root as ours needs no prefix. A process in another one (a
+    systemd unit with PrivateTmp= or ProtectSystem= runs in its own) is seen through
+    /proc/<pid>/root, which resolves paths in that process's mounts. None: unreadable.
+    """
     try:
-        if os.readlink(f"{proc}/{pid}/root") != "/":
-            return False
-        return own_mnt is None or os.readlink(f"{proc}/{pid}/ns/mnt") == own_mnt
+        root = os.readlink(f"{proc}/{pid}/root")
+        mnt = os.readlink(f"{proc}/{pid}/ns/mnt")
     except OSError:
-        return False
+        return None
+    if root == "/" and (own_mnt is None or mnt == own_mnt):
+        return "", b""
+    return f"{mnt} {root}", os.fsencode(f"{proc}/{pid}/root")
 
 
 def scan_processes(proc: str = "/proc") -> ProcessScan:
     """Read every process's maps once; judge every distinct mapping once."""
-    verdicts: dict[tuple[bytes, bytes, bytes, bytes], tuple[StaleFile | None, bool]] = {}
+    verdicts: dict[tuple[str, tuple[bytes, ...]], tuple[StaleFile | None, bool]] = {}
     stale: dict[int, tuple[StaleFile, ...]] = {}
     pythons: list[int] = []
     foreign: list[int] = []
@@ -132,22 +139,24 @@ def scan_processes(proc: str = "/proc") -> ProcessScan:
         data = b"".join(chunks)
         if not data:
             continue  # a kernel thread or a zombie
+        keys = set(_EXEC_MAPPING.findall(data))
+        if not keys:
+            continue
+        pid = int(name)
+        view = _view(proc, pid, own_mnt)
+        if view is None:
+            foreign.append(pid)  # its paths name files we cannot see: nothing to judge
+            continue
         found: list[StaleFile] = []
         is_python = False
-        for key in set(_EXEC_MAPPING.findall(data)):
-            verdict = verdicts.get(key)
+        for key in keys:
+            verdict = verdicts.get((view[0], key))
             if verdict is None:
-                verdict = _judge_key(key)
-                verdicts[key] = verdict
+                verdict = _judge_key(key, view[1])
+                verdicts[(view[0], key)] = verdict
             if verdict[0] is not None:
                 found.append(verdict[0])
             is_python = is_python or verdict[1]
-        if not found and not is_python:
-            continue
-        pid = int(name)
-        if not _same_view(proc, pid, own_mnt):
-            foreign.append(pid)  # its paths name files we cannot see: nothing to judge
-            continue
         if found:
             stale[pid] = tuple(sorted(set(found), key=lambda item: item.path))
         if is_python:
@@ -155,9 +164,11 @@ def scan_processes(proc: str = "/proc") -> ProcessScan:
     return ProcessScan(scanned, stale, tuple(sorted(pythons)), tuple(sorted(foreign)))
 
 
-def _judge_key(key: tuple[bytes, bytes, bytes, bytes]) -> tuple[StaleFile | None, bool]:
-    """(verdict, is a Python interpreter) for one distinct mapping."""
+def _judge_key(
+    key: tuple[bytes, bytes, bytes, bytes], prefix: bytes = b""
+) -> tuple[StaleFile | None, bool]:
+    """(verdict, is a Python interpreter) for one distinct mapping, its path seen under prefix."""
     mapping = _mapped_file(key)
     path = os.fsencode(mapping.path)
-    on_disk = None if path.startswith(_IGNORED_PREFIXES) else _inode(path)
+    on_disk = None if path.startswith(_IGNORED_PREFIXES) else _inode(prefix + path)
     return judge(mapping, on_disk), bool(_PYTHON_EXE.search(path))

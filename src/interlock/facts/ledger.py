@@ -20,25 +20,29 @@ from interlock.facts import service_state
 from interlock.facts.sections import new_marker, split_sections
 from interlock.host.hooks import STATE_DIR, validate_hook_name
 from interlock.host.ledger import LEDGER_DIR, DeferredEvent, parse_event
+from interlock.host.reboot import NEED_SCRIPT, RebootNeed, parse_need
 from interlock.host.services.base import ServiceState
 from interlock.host.services.sysv import boot_time_from, parse_uptime
+from interlock.host.trusted_file import EVENT_MAX_BYTES
 
 HOOK_DIR = f"{STATE_DIR}/hooks"
 
-# "$1" is the marker, "$2" the ledger dir, "$3" interlock's hook dir. Service names come from the
-# ledger files and are checked against a strict pattern before any use. Every process it starts
-# costs each host the same, so one-line files are read with the `read` builtin and the ledger's
-# service names with one sed for all files.
+# "$1" is the marker, "$2" the ledger dir, "$3" interlock's hook dir, "$4" the reboot probe
+# (host/reboot.py: reboot-required, newer kernels), run under its own marker. Service names come
+# from the ledger files and are checked against a strict pattern before any use. Every process it
+# starts costs each host the same, so one-line files are read with the `read` builtin and the
+# ledger's service names with one sed for all files.
 SCRIPT = (
     service_state.FUNCTION
     + r"""
 m=$1; ledger=$2; hooks=$3
 echo "$m host"; read -r line < /proc/sys/kernel/hostname || :; printf '%s\n' "$line"
 echo "$m clock"; date +%s.%N; read -r line < /proc/uptime || :; printf '%s\n' "$line"
+echo "$m reboot"; sh -c "$4" reboot-need "$m-reboot" / || :
 set --
 for f in "$ledger"/*.deferred; do
-  [ -f "$f" ] || continue
-  echo "$m event $f"; cat "$f"; echo
+  [ -f "$f" ] && [ ! -L "$f" ] || continue
+  echo "$m event $f"; head -c __EVENT_READ__ -- "$f"; echo
   set -- "$@" "$f"
 done
 for f in "$hooks"/*.hook; do
@@ -57,7 +61,7 @@ done
 service_states $services
 # A process that exits mid-read only loses its start time; the read itself has succeeded.
 exit 0
-"""
+""".replace("__EVENT_READ__", str(EVENT_MAX_BYTES + 1))  # one byte more: the parser reports it
 )
 
 # An event's state: its service has not restarted since, or it has (`interlock check` clears it).
@@ -79,6 +83,7 @@ class LedgerFact:
     # Each ledger service's instance (not running included) with start times from the host's
     # whole-second btime: stable across reads, so a later service state read compares with it.
     instances: Mapping[str, ServiceState] = field(default_factory=dict, hash=False)
+    reboot: RebootNeed | None = None
 
     def restarted_since(self, event: DeferredEvent) -> bool:
         state = self.states.get(event.unit)
@@ -107,7 +112,7 @@ class LedgerFact:
 def command(
     marker: str | None = None, ledger_dir: str = LEDGER_DIR, hook_dir: str = HOOK_DIR
 ) -> list[str]:
-    return ["sh", "-c", SCRIPT, "ledger", marker or new_marker(), ledger_dir, hook_dir]
+    return ["sh", "-c", SCRIPT, "ledger", marker or new_marker(), ledger_dir, hook_dir, NEED_SCRIPT]
 
 
 def parse(text: str, marker: str, host: str) -> LedgerFact:
@@ -120,6 +125,7 @@ def parse(text: str, marker: str, host: str) -> LedgerFact:
     problems: list[str] = []
     digests: dict[str, str] = {}
     states_from: list[tuple[list[str], str]] = []
+    reboot: RebootNeed | None = None
     for header, body in split_sections(text, marker):
         kind = header[0]
         try:
@@ -136,6 +142,8 @@ def parse(text: str, marker: str, host: str) -> LedgerFact:
                     events.append(parse_event(raw.decode("utf-8", "replace"), path))
                 except FileFormatError as exc:
                     raise FileFormatError(f"{host}:{exc.path}", exc.message, exc.line) from None
+            elif kind == "reboot":
+                reboot = parse_need(body, f"{marker}-reboot")
             elif kind == "hook":
                 hooks.append(validate_hook_name(str(json.loads(body)["name"])))
             else:
@@ -156,4 +164,5 @@ def parse(text: str, marker: str, host: str) -> LedgerFact:
         tuple(problems),
         digests,
         service_state.states_from_sections(states_from, units, None),
+        reboot,
     )

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from interlock.upgrade.version import compare_versions, is_newer
+from interlock.package_version import compare_versions, is_newer
 
 SCRIPT = """\
 set -eu

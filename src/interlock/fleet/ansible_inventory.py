@@ -8,8 +8,9 @@ Ansible's rules are kept where they decide which hosts and values come out: host
 variables by depth, then priority, then name; `group_vars/` files above the inventory's own group
 variables; host variables above both). `ansible_host`, `ansible_port`, `ansible_user` and
 `ansible_ssh_private_key_file` become the host's address, port, user and key; every other variable
-is kept in `Host.vars`. Templates (`{{ ... }}`) are not evaluated: a connection variable that
-uses one is an error rather than a wrong address.
+is kept in `Inventory.host_vars`, never in the `Host` that plans and journals store. Templates
+(`{{ ... }}`) are not evaluated: a connection variable that uses one is an error rather than a
+wrong address.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from interlock.documents import MarkedMap, load_yaml, read_text
 from interlock.errors import FileFormatError
 from interlock.fleet.inventory import (
+    MAX_HOSTS,
     NAME_RE,
     USER_RE,
     GroupTree,
@@ -35,6 +37,7 @@ from interlock.fleet.inventory import (
     Inventory,
     is_address,
 )
+from interlock.observe.plain_text import printable
 
 ADDRESS_VARS = ("ansible_host", "ansible_ssh_host")
 PORT_VARS = ("ansible_port", "ansible_ssh_port")
@@ -43,6 +46,7 @@ KEY_VARS = ("ansible_ssh_private_key_file", "ansible_private_key_file")
 CONNECTION_VARS = frozenset(ADDRESS_VARS + PORT_VARS + USER_VARS + KEY_VARS)
 VARS_FILE_SUFFIXES = ("", ".yml", ".yaml", ".json")
 _YAML_GROUP_KEYS = ("hosts", "vars", "children")
+_MAX_DIGITS = 9  # range bounds: more is never a host number
 
 _SECTION_RE = re.compile(r"\[([^:\]\s]+)(?::(\w+))?\]\s*(?:#.*)?")
 _GROUP_LINE_RE = re.compile(r"([^:\]\s]+)\s*(?:#.*)?")
@@ -91,6 +95,8 @@ class _Model:
 
     def add_host(self, group: str, name: str, line: int) -> None:
         if name not in self.host_vars:
+            if len(self.host_order) >= MAX_HOSTS:
+                raise self.fail(f"more than {MAX_HOSTS} hosts in one inventory", line)
             self.host_order.append(name)
             self.host_lines[name] = line
             self.host_vars[name] = {}
@@ -253,7 +259,7 @@ class _Model:
         try:
             names = list(expand_host_range(name))
         except ValueError as exc:
-            raise self.fail(f"host {pattern!r}: {exc}", line) from None
+            raise self.fail(f"host '{printable(pattern, 80)}': {exc}", line) from None
         for host in names:
             if not (NAME_RE.fullmatch(host) or _is_ip(host)):
                 raise self.fail(f"invalid host name {host!r}", line)
@@ -282,6 +288,7 @@ class _Model:
             return (depths[group], self.priority(group), group)
 
         hosts: dict[str, Host] = {}
+        host_vars: dict[str, Mapping[str, object]] = {}
         default_user = _local_user()
         for name in self.host_order:
             direct = tree.groups_of(name)
@@ -299,9 +306,10 @@ class _Model:
             merged.update(self.host_vars[name])
             merged.update(_vars_files(base / "host_vars", name))
             hosts[name] = self.host(name, merged, tuple(sorted(member_of)), default_user)
+            host_vars[name] = {k: s.value for k, s in merged.items() if k not in CONNECTION_VARS}
         members = tree.members(self.host_order)
         members.pop("all", None)
-        return Inventory(path=str(self.path), hosts=hosts, groups=members)
+        return Inventory(path=str(self.path), hosts=hosts, groups=members, host_vars=host_vars)
 
     def priority(self, group: str) -> int:
         setting = self.group_vars.get(group, {}).get("ansible_group_priority")
@@ -340,12 +348,24 @@ class _Model:
             user=str(login.value) if login else user,
             key=os.path.abspath(os.path.expanduser(str(key.value))) if key else None,
             groups=groups,
-            vars={k: s.value for k, s in settings.items() if k not in CONNECTION_VARS},
         )
 
 
 def expand_host_range(pattern: str) -> Iterator[str]:
-    """Ansible's host ranges: `web[01:20]`, `db-[a:f]`, `n[1:9:2]`, several per name."""
+    """Ansible's host ranges: `web[01:20]`, `db-[a:f]`, `n[1:9:2]`, several per name.
+
+    At most MAX_HOSTS names, counted before any is made: `web[0:99999999]` is a mistake that
+    would otherwise fill the memory.
+    """
+    count = 1
+    for spec in _RANGE_RE.findall(pattern):
+        count *= len(_parse_range(spec))
+        if count > MAX_HOSTS:
+            raise ValueError(f"the range names more than {MAX_HOSTS} hosts")
+    return _expand(pattern)
+
+
+def _expand(pattern: str) -> Iterator[str]:
     match = _RANGE_RE.search(pattern)
     if match is None:
         if "[" in pattern or "]" in pattern:
@@ -353,24 +373,47 @@ def expand_host_range(pattern: str) -> Iterator[str]:
         yield pattern
         return
     head, tail = pattern[: match.start()], pattern[match.end() :]
-    bounds = match[1].split(":")
+    for value in _parse_range(match[1]).values():
+        yield from _expand(head + value + tail)
+
+
+@dataclass(frozen=True)
+class _Range:
+    """One `[begin:end:step]`: numbers (zero-padded to `width`) or letters, counted lazily."""
+
+    steps: range
+    width: int = 0
+    letters: bool = False
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def values(self) -> Iterator[str]:
+        for n in self.steps:
+            yield string.ascii_letters[n] if self.letters else str(n).zfill(self.width)
+
+
+def _parse_range(spec: str) -> _Range:
+    bounds = spec.split(":")
     if len(bounds) not in (2, 3):
         raise ValueError("a host range is [begin:end] or [begin:end:step]")
     begin, end = bounds[0] or "0", bounds[1]
     step_text = bounds[2] if len(bounds) == 3 else "1"
     if not end:
         raise ValueError("a host range needs an end")
-    if not step_text.isdigit() or int(step_text) < 1:
+    if not step_text.isdigit() or len(step_text) > _MAX_DIGITS or int(step_text) < 1:
         raise ValueError(f"range step must be a positive integer, not {step_text!r}")
     step = int(step_text)
     if begin.isdigit() and end.isdigit():
+        if max(len(begin), len(end)) > _MAX_DIGITS:
+            raise ValueError(f"range bounds have at most {_MAX_DIGITS} digits")
         width = len(begin) if begin.startswith("0") and len(begin) > 1 else 0
         if width and len(end) != width:
             raise ValueError("zero-padded range bounds must have the same width")
         if int(begin) > int(end):
             raise ValueError("range begins after its end")
-        values = [str(n).zfill(width) for n in range(int(begin), int(end) + 1, step)]
-    elif (
+        return _Range(range(int(begin), int(end) + 1, step), width)
+    if (
         len(begin) == 1
         and len(end) == 1
         and begin in string.ascii_letters
@@ -379,11 +422,8 @@ def expand_host_range(pattern: str) -> Iterator[str]:
         first, last = string.ascii_letters.index(begin), string.ascii_letters.index(end)
         if first > last:
             raise ValueError("range begins after its end")
-        values = list(string.ascii_letters[first : last + 1 : step])
-    else:
-        raise ValueError(f"[{match[1]}] is neither a numeric nor a letter range")
-    for value in values:
-        yield from expand_host_range(head + value + tail)
+        return _Range(range(first, last + 1, step), letters=True)
+    raise ValueError(f"[{printable(spec, 40)}] is neither a numeric nor a letter range")
 
 
 def _split_port(pattern: str) -> tuple[str, int | None]:

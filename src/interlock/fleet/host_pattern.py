@@ -16,8 +16,17 @@ from collections.abc import Mapping, Sequence
 
 from interlock.errors import UsageError
 
-_SUBSCRIPT_RE = re.compile(r"(?P<body>.+)\[(?:(?P<index>-?\d+)|(?P<start>-?\d*):(?P<end>-?\d*))\]")
+# Indexes of up to 9 digits: longer ones are no host's position (and Python refuses to
+# convert numbers of thousands of digits).
+_SUBSCRIPT_RE = re.compile(
+    r"(?P<body>.+)\[(?:(?P<index>-?\d{1,9})|(?P<start>-?\d{0,9}):(?P<end>-?\d{0,9}))\]"
+)
 _GLOB_CHARS = frozenset("*?[")
+
+
+def _quoted(text: str) -> str:
+    """A pattern or term in an error message, bounded: the message stays one readable line."""
+    return repr(text if len(text) <= 80 else text[:80] + "…")
 
 
 class HostPatternError(UsageError):
@@ -43,7 +52,7 @@ def split_pattern(pattern: str) -> list[str]:
         parts.append(current)
     terms = [part.strip() for part in parts if part.strip()]
     if not terms:
-        raise HostPatternError(f"empty host pattern {pattern!r}")
+        raise HostPatternError(f"empty host pattern {_quoted(pattern)}")
     return terms
 
 
@@ -84,7 +93,9 @@ def _match_body(body: str, hosts: Sequence[str], groups: Mapping[str, Sequence[s
         try:
             regex = re.compile(body[1:])
         except re.error as exc:
-            raise HostPatternError(f"invalid regular expression in {body!r}: {exc}") from None
+            raise HostPatternError(
+                f"invalid regular expression in {_quoted(body)}: {exc}"
+            ) from None
         group_names = [g for g in groups if regex.match(g)]
         found.update(h for h in hosts if regex.match(h))
     elif _GLOB_CHARS & set(body):
@@ -98,7 +109,7 @@ def _match_body(body: str, hosts: Sequence[str], groups: Mapping[str, Sequence[s
         known = True
         found.update(groups[group])
     if not found and not known:
-        raise HostPatternError(f"{body!r} matches no host or group in the inventory")
+        raise HostPatternError(f"{_quoted(body)} matches no host or group in the inventory")
     return [name for name in hosts if name in found]
 
 
@@ -107,11 +118,13 @@ def _apply_subscript(term: str, matched: list[str], subscript: re.Match[str]) ->
     if subscript["index"] is not None:
         index = int(subscript["index"])
         if not -count <= index < count:
-            raise HostPatternError(f"{term!r}: index {index} is out of range ({count} hosts)")
+            raise HostPatternError(
+                f"{_quoted(term)}: index {index} is out of range ({count} hosts)"
+            )
         return [matched[index]]
     start = int(subscript["start"]) if subscript["start"] else 0
     end = int(subscript["end"]) if subscript["end"] else count - 1
     start, end = (start + count if start < 0 else start), (end + count if end < 0 else end)
     if not 0 <= start < count or end < start:
-        raise HostPatternError(f"{term!r}: range is out of bounds ({count} hosts)")
+        raise HostPatternError(f"{_quoted(term)}: range is out of bounds ({count} hosts)")
     return matched[start : end + 1]

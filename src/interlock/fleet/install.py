@@ -9,6 +9,7 @@ zipapp (by SHA-256) is not written again.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import io
@@ -26,21 +27,10 @@ if TYPE_CHECKING:
 HOST_ZIPAPP = "/usr/sbin/interlock"
 # What the host commands (cli/host_entry.py) import, relative to the interlock package: hosts do
 # not get the fleet, rollout, upgrade, load-balancer, lab or demo code.
-HOST_PARTS = (
-    "__init__.py",
-    "py.typed",
-    "errors.py",
-    "host",
-    "detect",
-    "observe",
-    "cli/__init__.py",
-    "cli/main.py",
-    "cli/host_entry.py",
-    "cli/host.py",
-    "cli/gate.py",
-    "cli/detect.py",
-    "cli/output.py",
-)
+# The host's entry point: the zipapp holds it and every interlock module it imports, directly or
+# not, at the top or inside a function (found by reading the sources, not by running them), so
+# hosts do not get the fleet, rollout, upgrade, load-balancer, lab or demo code.
+HOST_ENTRY = "interlock.cli.host_entry"
 # Packages copied into the zipapp beside interlock (import names): rich's console and tables
 # need neither pygments nor markdown-it.
 BUNDLED = ("yaml", "rich")
@@ -53,7 +43,7 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 def _members() -> list[tuple[str, Path]]:
     """(name in the archive, source file) for interlock's host side and the bundled packages."""
     package = Path(package_root()) / "interlock"
-    roots = [package / part for part in HOST_PARTS]
+    roots = [package / "py.typed", *host_modules(package)]
     for name in BUNDLED:
         module = importlib.import_module(name)
         assert module.__file__ is not None
@@ -68,7 +58,48 @@ def _members() -> list[tuple[str, Path]]:
                 continue
             if path.is_file():
                 members.append((path.relative_to(top).as_posix(), path))
-    return sorted(members)
+    return sorted(set(members))
+
+
+def host_modules(package: Path) -> list[Path]:
+    """The source files of HOST_ENTRY and of every interlock module it imports, with the
+    packages (`__init__.py`) on the way."""
+    found: set[Path] = set()
+    pending = [HOST_ENTRY, *_entry_groups(package)]
+    while pending:
+        name = pending.pop()
+        parts = name.split(".")[1:]
+        for depth in range(len(parts) + 1):
+            base = package.joinpath(*parts[:depth])
+            for candidate in (base / "__init__.py", base.with_suffix(".py")):
+                if candidate.is_file() and candidate not in found:
+                    found.add(candidate)
+                    pending.extend(_imported(candidate))
+    return sorted(found)
+
+
+def _entry_groups(package: Path) -> list[str]:
+    """The command groups the entry point loads by name (cli/host_entry.py's HOST_GROUPS)."""
+    entry = package.joinpath(*HOST_ENTRY.split(".")[1:]).with_suffix(".py")
+    for node in ast.walk(ast.parse(entry.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "HOST_GROUPS" for target in node.targets
+        ):
+            return [f"interlock.cli.{group}" for group in ast.literal_eval(node.value)]
+    raise RuntimeError(f"{entry}: no HOST_GROUPS")
+
+
+def _imported(source: Path) -> list[str]:
+    """The interlock modules a source file imports anywhere in it (`from interlock.x import y`
+    may name a module y too)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+    return [name for name in names if name == "interlock" or name.startswith("interlock.")]
 
 
 def build_zipapp(destination: Path) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from interlock.documents import MarkedMap, MarkedReader, MarkedSeq
 from interlock.fleet.inventory import (
+    MAX_HOSTS,
     NAME_RE,
     RESERVED_GROUPS,
     USER_RE,
@@ -54,6 +55,7 @@ class _InterlockReader(MarkedReader):
         parents = tree.parents()
         depths = tree.depths(parents)
         hosts: dict[str, Host] = {}
+        host_vars: dict[str, Mapping[str, object]] = {}
         for name, (spec, line) in specs.items():
             member_of = set(tree.groups_of(name))
             for group in tree.groups_of(name):
@@ -70,14 +72,15 @@ class _InterlockReader(MarkedReader):
                 key=self.path_value(spec, "key") or default_key,
                 groups=tuple(sorted(member_of)),
                 labels=self.labels(spec, name),
-                vars=merged,
             )
+            host_vars[name] = merged
         return Inventory(
             path=self.path,
             hosts=hosts,
             groups=tree.members(list(hosts)),
             loadbalancers=self.loadbalancers(data, hosts),
             known_hosts=self.path_value(data, "known_hosts"),
+            host_vars=host_vars,
         )
 
     def read_groups(self, groups_data: MarkedMap, tree: GroupTree) -> dict[str, MarkedMap]:
@@ -103,6 +106,8 @@ class _InterlockReader(MarkedReader):
         hosts_data = self.section(data, "hosts", optional=False)
         if not hosts_data:
             raise self.fail("hosts: the inventory defines no hosts", data.line_of("hosts"))
+        if len(hosts_data) > MAX_HOSTS:
+            raise self.fail(f"more than {MAX_HOSTS} hosts in one inventory", data.line_of("hosts"))
         specs: dict[str, tuple[MarkedMap, int]] = {}
         for name, spec in hosts_data.items():
             line = hosts_data.line_of(name)

@@ -20,12 +20,19 @@ from interlock.fleet.host_pattern import select_hosts
 NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 RESERVED_GROUPS = frozenset({"all", "ungrouped"})
+# Hosts in one inventory, and named by one host range: more is a mistake (`web[0:99999999]`
+# took 3.2 GB before it was stopped), refused before anything is built.
+MAX_HOSTS = 10_000
 DEFAULT_INVENTORY = "/etc/interlock/inventory.yaml"
 
 
 @dataclass(frozen=True)
 class Host:
-    """One machine of the fleet and how to reach it over SSH."""
+    """One machine of the fleet and how to reach it over SSH.
+
+    Only what reaching and scheduling the host needs: hosts are stored in plans and journals,
+    so inventory variables (which hold passwords) stay on the `Inventory`.
+    """
 
     name: str
     address: str
@@ -34,7 +41,6 @@ class Host:
     key: str | None = None
     groups: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict, hash=False)
-    vars: Mapping[str, object] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class Inventory:
     groups: Mapping[str, tuple[str, ...]]
     loadbalancers: Mapping[str, LoadBalancer] = field(default_factory=dict)
     known_hosts: str | None = None
+    # Each host's variables, for callers that ask by name; never copied into a Host.
+    host_vars: Mapping[str, Mapping[str, object]] = field(default_factory=dict, repr=False)
 
     def select(self, limit: str | None = None) -> list[Host]:
         """The hosts an Ansible-style pattern names, in inventory order; all hosts without one.

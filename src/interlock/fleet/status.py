@@ -20,6 +20,7 @@ from interlock.facts.sections import new_marker
 from interlock.fleet.inventory import Host
 from interlock.fleet.transport import HostOutcome, Transport, fan_out
 from interlock.host.ledger import LEDGER_DIR, DeferredEvent
+from interlock.host.reboot import RebootNeed
 from interlock.host.services.base import ServiceState
 
 
@@ -49,6 +50,10 @@ class HostDebt:
     @property
     def problems(self) -> list[str]:
         return list(self.ledger.problems)
+
+    @property
+    def reboot(self) -> RebootNeed | None:
+        return self.ledger.reboot
 
     def restarted_since(self, event: DeferredEvent) -> bool:
         return self.ledger.restarted_since(event)
@@ -106,6 +111,7 @@ class FleetStatus:
                         for event in debt.events
                     ],
                     "hooks": debt.hooks,
+                    "reboot": debt.reboot.as_dict() if debt.reboot else None,
                     "problems": debt.problems,
                 }
                 for debt in self.hosts
@@ -117,6 +123,7 @@ class FleetStatus:
                 "per_service": dict(sorted(self.per_service().items())),
                 "per_group": dict(sorted(self.per_group().items())),
                 "hosts_with_pending": sum(1 for d in self.hosts if d.pending or d.hooks),
+                "hosts_needing_reboot": sum(1 for d in self.hosts if d.reboot and d.reboot.needed),
             },
         }
 

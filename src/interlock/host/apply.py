@@ -21,7 +21,14 @@ from interlock.host.auto_restarts import validate_services
 from interlock.host.hooks import DeferredHook, HookFailed, HookStore, run_hook_command
 from interlock.host.ledger import DeferredEvent, Ledger
 from interlock.host.paths import HostPaths
-from interlock.host.services.base import ServiceError, ServiceManager, ServiceState
+from interlock.host.policy import canonical_service
+from interlock.host.services.base import (
+    DEFAULT_SETTLE,
+    ServiceError,
+    ServiceManager,
+    ServiceState,
+)
+from interlock.host.services.units import RestartGroup, plan_restarts, unit_type
 
 APPLY_LOCK = ".interlock-apply.lock"
 
@@ -37,6 +44,7 @@ class CheckReport:
     cleared: list[DeferredEvent]
     pending: list[DeferredEvent]
     errors: list[str]
+    missing: list[str] = field(default_factory=list)  # pending units no such service backs
 
 
 def check(paths: HostPaths, manager: ServiceManager) -> CheckReport:
@@ -62,7 +70,31 @@ def _check(paths: HostPaths, manager: ServiceManager) -> CheckReport:
     ]
     cleared = ledger.remove(satisfied)
     pending = [event for event in events if event not in cleared]
-    return CheckReport(cleared, pending, errors)
+    # A purged service never starts again: say so, or its events look merely late forever.
+    missing = []
+    for unit in sorted({event.unit for event in pending}):
+        if unit_type(unit) not in ("service", "socket"):
+            continue
+        try:
+            if not states[unit].active and not manager.exists(_service_of(unit)):
+                missing.append(unit)
+        except (KeyError, ServiceError, OSError):
+            continue  # its state error is already reported
+    return CheckReport(cleared, pending, errors, missing)
+
+
+def _service_of(unit: str) -> str:
+    """The service a ledger unit belongs to (`ssh.socket` → `ssh`)."""
+    return unit.removesuffix(".socket") if unit_type(unit) == "socket" else unit
+
+
+# What became of one unit in a restart run; only the first three leave nothing owed.
+RESTARTED = "restarted"  # a new instance, verified, stayed up; its events cleared
+SETTLED = "settled"  # an inactive socket whose service was restarted and verified
+PRUNED = "pruned"  # no such service on this host; its events cleared on request
+FAILED = "failed"
+MISSING = "missing"  # no such service on this host; its events stay
+REFUSED = "not-restartable"
 
 
 @dataclass(frozen=True)
@@ -73,6 +105,7 @@ class RestartOutcome:
     cleared: list[DeferredEvent] = field(default_factory=list)
     before: ServiceState | None = None
     after: ServiceState | None = None
+    status: str = RESTARTED
 
 
 @dataclass(frozen=True)
@@ -82,7 +115,14 @@ class RestartReport:
 
     @property
     def ok(self) -> bool:
+        """Nothing is left owed: every unit was restarted, settled or pruned."""
         return all(outcome.ok for outcome in self.outcomes) and not self.not_attempted
+
+
+@dataclass(frozen=True)
+class Timing:
+    timeout: float = 60.0
+    settle: float = DEFAULT_SETTLE
 
 
 def restart(
@@ -91,16 +131,28 @@ def restart(
     services: list[str] | None = None,
     deferred_only: bool = False,
     timeout: float = 60.0,
+    settle: float = DEFAULT_SETTLE,
+    prune_missing: bool = False,
 ) -> RestartReport:
     """Restart services one at a time, verify each, and clear its events only then.
 
-    On the first failure it stops: the failed service and the ones after it stay pending, and
-    nothing that was running is left stopped by interlock (no stop-all-then-start-all).
+    What may be restarted follows the unit-type rule (interlock.host.services.units): other
+    unit types are reported as not restartable and keep their events. A service that does not
+    exist on this host is reported missing and skipped (with `prune_missing`, its events are
+    cleared); the others still run. On the first failed restart it stops: the failed service
+    and the ones after it stay pending, and nothing that was running is left stopped by
+    interlock (no stop-all-then-start-all).
     """
     if deferred_only == bool(services):
         raise UsageError("give either --deferred-only or service names, not both and not neither")
+    if settle < 0 or timeout <= 0:
+        raise UsageError("--timeout must be positive and --settle not negative")
+    if services:
+        validate_services(services)  # a bad name refuses the whole command before anything runs
     with apply_lock(paths):
-        return _restart(paths, manager, services, deferred_only, timeout)
+        return _restart(
+            paths, manager, services, deferred_only, Timing(timeout, settle), prune_missing
+        )
 
 
 def _restart(
@@ -108,30 +160,104 @@ def _restart(
     manager: ServiceManager,
     services: list[str] | None,
     deferred_only: bool,
-    timeout: float,
+    timing: Timing,
+    prune_missing: bool,
 ) -> RestartReport:
     ledger = Ledger(str(paths.ledger_dir))
     events = ledger.read().events
     if deferred_only:
-        targets = sorted({event.unit for event in events})
+        plan = plan_restarts(event.unit for event in events)
     else:
-        targets = validate_services(services or [])
-    outcomes: list[RestartOutcome] = []
-    for index, service in enumerate(targets):
-        owed = [event for event in events if event.unit == service]
-        if not manager.exists(service):
-            outcomes.append(RestartOutcome(service, False, f"no such service ({manager.kind})"))
-            return RestartReport(outcomes, targets[index + 1 :])
-        before = manager.state(service)
-        try:
-            after = manager.restart_and_verify(service, timeout)
-        except (ServiceError, OSError) as exc:
-            outcomes.append(RestartOutcome(service, False, str(exc), before=before))
-            return RestartReport(outcomes, targets[index + 1 :])
-        cleared = ledger.remove(owed)
-        detail = f"restarted (pid {before.pid or '-'} → {after.pid or '-'})"
-        outcomes.append(RestartOutcome(service, True, detail, cleared, before, after))
+        plan = plan_restarts(canonical_service(name) for name in services or [])
+    outcomes = [
+        RestartOutcome(
+            refusal.unit,
+            False,
+            f"{refusal.reason}; `interlock clear {refusal.unit}` forgets its events",
+            status=REFUSED,
+        )
+        for refusal in plan.refused
+    ]
+    for index, group in enumerate(plan.groups):
+        owed = {unit: [e for e in events if e.unit == unit] for unit in group.units}
+        if not manager.exists(group.service):
+            outcomes += _missing(ledger, manager, group.units, owed, prune_missing)
+            continue
+        done = _restart_group(ledger, manager, group, owed, timing)
+        outcomes += done
+        if any(outcome.status == FAILED for outcome in done):
+            return RestartReport(outcomes, [g.service for g in plan.groups[index + 1 :]])
     return RestartReport(outcomes, [])
+
+
+def _missing(
+    ledger: Ledger,
+    manager: ServiceManager,
+    units: tuple[str, ...],
+    owed: dict[str, list[DeferredEvent]],
+    prune: bool,
+) -> list[RestartOutcome]:
+    outcomes = []
+    for unit in units:
+        if prune:
+            cleared = ledger.remove(owed[unit])
+            detail = f"no such service ({manager.kind}): its {len(cleared)} event(s) pruned"
+            outcomes.append(RestartOutcome(unit, True, detail, cleared, status=PRUNED))
+        else:
+            detail = (
+                f"no such service ({manager.kind}): skipped; --prune-missing or "
+                f"`interlock clear {unit}` forgets its events"
+            )
+            outcomes.append(RestartOutcome(unit, False, detail, status=MISSING))
+    return outcomes
+
+
+def _restart_group(
+    ledger: Ledger,
+    manager: ServiceManager,
+    group: RestartGroup,
+    owed: dict[str, list[DeferredEvent]],
+    timing: Timing,
+) -> list[RestartOutcome]:
+    """Restart a service (and its socket, by the unit-type rule); stop at a failure."""
+    outcomes: list[RestartOutcome] = []
+    socket_listens = group.socket is not None and manager.state(group.socket).active
+    if group.socket is not None and socket_listens:
+        if manager.state(group.service).active:
+            detail = (
+                f"not restartable while {group.service} runs (systemd refuses to restart a "
+                f"socket whose service is active); restart both by hand, then "
+                f"`interlock check`"
+            )
+            outcomes.append(RestartOutcome(group.socket, False, detail, status=REFUSED))
+        else:
+            outcomes.append(_restart_one(ledger, manager, group.socket, owed, timing))
+            if outcomes[-1].status == FAILED:
+                return outcomes
+    if group.service_owed or (group.socket is not None and not socket_listens):
+        outcomes.append(_restart_one(ledger, manager, group.service, owed, timing))
+        if group.socket is not None and not socket_listens and outcomes[-1].ok:
+            cleared = ledger.remove(owed[group.socket])
+            detail = f"not listening: settled by the verified restart of {group.service}"
+            outcomes.append(RestartOutcome(group.socket, True, detail, cleared, status=SETTLED))
+    return outcomes
+
+
+def _restart_one(
+    ledger: Ledger,
+    manager: ServiceManager,
+    unit: str,
+    owed: dict[str, list[DeferredEvent]],
+    timing: Timing,
+) -> RestartOutcome:
+    before = manager.state(unit)
+    try:
+        after = manager.restart_and_verify(unit, timing.timeout, timing.settle)
+    except (ServiceError, OSError) as exc:
+        return RestartOutcome(unit, False, str(exc), before=before, status=FAILED)
+    cleared = ledger.remove(owed.get(unit, []))
+    detail = f"restarted (pid {before.pid or '-'} → {after.pid or '-'})"
+    return RestartOutcome(unit, True, detail, cleared, before, after)
 
 
 def clear(paths: HostPaths, services: list[str], everything: bool) -> tuple[int, int]:
@@ -179,7 +305,7 @@ def _run_deferred_hooks(paths: HostPaths, manager: ServiceManager) -> DeferredRu
     if not Ledger(str(paths.ledger_dir)).read().events:
         return DeferredRunReport(ran, None, RestartReport([], []))
     try:
-        report = _restart(paths, manager, None, True, 60.0)
+        report = _restart(paths, manager, None, True, Timing(), False)
     except InterlockError as exc:
         return DeferredRunReport(ran, str(exc), None)
     return DeferredRunReport(ran, None, report)

@@ -58,7 +58,10 @@ def sync_directory(directory: str) -> None:
 
 
 class FileLock:
-    """An exclusive `flock` on a lock file, held for a `with` block; shared by every writer."""
+    """An exclusive `flock` on a lock file, held for a `with` block; shared by every writer.
+
+    A lock file that is a symbolic link is an error (OSError ELOOP), never followed.
+    """
 
     __slots__ = ("fd", "path")
 
@@ -69,7 +72,10 @@ class FileLock:
     def __enter__(self) -> FileLock:
         import fcntl
 
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # Never through a symbolic link: root would create or lock whatever it points to.
+        self.fd = os.open(
+            self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644
+        )
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)
         except BaseException:

@@ -19,6 +19,7 @@ from interlock.host.policy import (
     parse_policy,
     render_policy,
 )
+from interlock.host.trusted_file import POLICY_MAX_BYTES, read_text
 
 POLICY_NAME = "interlock.policy"
 REQUESTOR = ("interlock", "interlock")  # (type, name)
@@ -32,7 +33,7 @@ def blocked_services(policy_dir: Path) -> list[str]:
     """The services interlock's policy blocks (`'*'` for all); empty when auto restarts are on."""
     path = policy_path(policy_dir)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(str(path), POLICY_MAX_BYTES)
     except FileNotFoundError:
         return []
     return sorted(parse_policy(text, str(path)).blocked)

@@ -18,6 +18,7 @@ install, so it imports only what the decision needs.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -36,6 +37,11 @@ from interlock.host.policy import (
     is_valid_service_name,
     load_policies_cached,
 )
+from interlock.host.trusted_file import excerpt, quoted, read_text
+
+TYPE_CHECKING = False  # the `typing` module costs the hot path more than the whole decision
+if TYPE_CHECKING:
+    from interlock.host.ledger import DeferredEvent
 
 ALLOWED = 0
 UNKNOWN_ACTION = 1
@@ -50,6 +56,10 @@ LEDGER_DIR = "/var/lib/policy-rc.d"  # the ledger module's default, without impo
 CACHE_FILE = "/var/lib/interlock/gate-policy.cache"
 LOG_FILE = "/var/log/interlock/gate.log"
 LOG_MAX_BYTES = 1 << 20
+CONFIG_MAX_BYTES = 64 << 10
+# Who an event records when the gate refused because something went wrong, not a policy.
+FAIL_SAFE_REQUESTOR = ("interlock", "gate-error")  # (type, name)
+CONFIG_ERROR_REQUESTOR = ("interlock", "gate-config")
 FAIL_MODES = ("deny", "allow", "uncertain")
 
 
@@ -76,40 +86,59 @@ class GateConfig:
         self.cache_file: str | None = CACHE_FILE
 
     @classmethod
-    def load(cls, path: str) -> GateConfig:
+    def read(cls, path: str) -> tuple[GateConfig, list[FileFormatError]]:
+        """The configuration and its problems: a bad line is reported and skipped and the good
+        lines still apply, so a typo never sends refusals to another ledger or loses them. A file
+        that is not root's alone is ignored as a whole (it could name the program to chain to)."""
         config = cls()
         try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
+            text = read_text(path, CONFIG_MAX_BYTES)
         except FileNotFoundError:
-            return config
+            return config, []
+        except FileFormatError as exc:
+            return config, [exc]
+        problems = []
         for number, raw in enumerate(text.splitlines(), 1):
-            line = raw.split("#", 1)[0].strip()
-            if not line:
-                continue
-            key, sep, value = line.partition("=")
-            key, value = key.strip(), value.strip()
-            if not sep or not value:
-                raise FileFormatError(path, "expected 'key = value'", number)
-            if key == "cache_file" and value == "none":
-                config.cache_file = None
-            elif key in ("policy_dir", "ledger_dir", "log_file", "chain", "cache_file"):
-                if not value.startswith("/"):
-                    raise FileFormatError(path, f"{key} must be an absolute path", number)
-                setattr(config, key, value)
-            elif key == "on_policy_error":
-                if value not in FAIL_MODES:
-                    raise FileFormatError(
-                        path, f"on_policy_error must be one of {', '.join(FAIL_MODES)}", number
-                    )
-                config.on_policy_error = value
-            elif key == "log_max_bytes":
-                if not value.isdigit():
-                    raise FileFormatError(path, "log_max_bytes must be a number", number)
-                config.log_max_bytes = int(value)
-            else:
-                raise FileFormatError(path, f"unknown key {key!r}", number)
+            try:
+                config._apply(path, number, raw)
+            except FileFormatError as exc:
+                problems.append(exc)
+        return config, problems
+
+    @classmethod
+    def load(cls, path: str) -> GateConfig:
+        """The configuration, or its first problem raised (for commands an operator runs)."""
+        config, problems = cls.read(path)
+        if problems:
+            raise problems[0]
         return config
+
+    def _apply(self, path: str, number: int, raw: str) -> None:
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            return
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not value:
+            raise FileFormatError(path, "expected 'key = value'", number)
+        if key == "cache_file" and value == "none":
+            self.cache_file = None
+        elif key in ("policy_dir", "ledger_dir", "log_file", "chain", "cache_file"):
+            if not value.startswith("/"):
+                raise FileFormatError(path, f"{key} must be an absolute path", number)
+            setattr(self, key, value)
+        elif key == "on_policy_error":
+            if value not in FAIL_MODES:
+                raise FileFormatError(
+                    path, f"on_policy_error must be one of {', '.join(FAIL_MODES)}", number
+                )
+            self.on_policy_error = value
+        elif key == "log_max_bytes":
+            if not value.isdigit():
+                raise FileFormatError(path, "log_max_bytes must be a number", number)
+            self.log_max_bytes = int(value)
+        else:
+            raise FileFormatError(path, f"unknown key {quoted(key)}", number)
 
     def render(self) -> str:
         lines = [
@@ -241,6 +270,13 @@ def _broken_policy_stand_ins(problems: list[FileFormatError]) -> list[Policy]:
     return stand_ins
 
 
+def _broken_config_stand_in(config_path: str) -> Policy:
+    """While gate.conf has a bad line, disruptive actions of every service are refused (and
+    recorded): the line might have named the policies, the ledger or the chained gate."""
+    kind, name = CONFIG_ERROR_REQUESTOR
+    return Policy(config_path, name, kind, {"*": frozenset(DISRUPTIVE_ACTIONS)})
+
+
 def decide(
     call: Call, policies: list[Policy], problems: list[FileFormatError], on_policy_error: str
 ) -> Decision:
@@ -356,9 +392,21 @@ def _run_chained(path: str, argv: list[str]) -> tuple[int, str]:
 
 
 def _append(path: str, line: str) -> int:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        return handle.tell()
+    """Append to a regular file reached without a symbolic link; return its new size."""
+    fd = os.open(
+        path,
+        os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+        0o644,
+    )
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o170000 != 0o100000:
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = line.encode("utf-8", "backslashreplace")
+        os.write(fd, data)
+        return st.st_size + len(data)
+    finally:
+        os.close(fd)
 
 
 def _log(config: GateConfig, message: str) -> str | None:
@@ -373,29 +421,45 @@ def _log(config: GateConfig, message: str) -> str | None:
         if size > config.log_max_bytes:
             os.replace(config.log_file, config.log_file + ".1")
     except OSError as exc:
-        return f"cannot write the gate log {config.log_file}: {exc.strerror}"
+        reason = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        return f"cannot write the gate log {config.log_file}: {reason}"
+    except Exception as exc:  # noqa: BLE001 - a log line must never change the answer
+        return f"cannot write the gate log {config.log_file}: {type(exc).__name__}"
     return None
 
 
 def _caller() -> str:
-    package = os.environ.get("DPKG_MAINTSCRIPT_PACKAGE")
+    package = os.environb.get(b"DPKG_MAINTSCRIPT_PACKAGE")
     try:
-        with open(f"/proc/{os.getppid()}/comm", encoding="utf-8") as handle:
-            parent = handle.read().strip()
+        with open(f"/proc/{os.getppid()}/comm", "rb") as handle:
+            parent = handle.read(64).strip()
     except OSError:
-        parent = "?"
-    return f"caller={parent}" + (f" package={package}" if package else "")
+        parent = b"?"
+    shown = f"caller={excerpt(parent.decode('utf-8', 'backslashreplace'))}"
+    if package:
+        shown += f" package={excerpt(package.decode('utf-8', 'backslashreplace'))}"
+    return shown
 
 
-def _record(config: GateConfig, call: Call, decision: Decision) -> list[str]:
-    """One event per blocking requestor, before the refusal is answered."""
-    from interlock.host.ledger import PACKAGE_UPDATE, DeferredEvent, Ledger
+def _record(config: GateConfig, events: list[DeferredEvent]) -> list[str]:
+    """Write the events (or refresh the same pending ones); one note per event."""
+    from interlock.host.ledger import Ledger
 
     ledger = Ledger(config.ledger_dir)
-    now = int(time.time())
     notes = []
-    for blocker in decision.blockers:
-        event = DeferredEvent(
+    for event in events:
+        stored, created = ledger.record(event)
+        notes.append(("recorded " if created else "pending ") + str(stored.path))
+    return notes
+
+
+def _deferrals(call: Call, decision: Decision) -> list[DeferredEvent]:
+    """One event per blocking requestor, before the refusal is answered."""
+    from interlock.host.ledger import PACKAGE_UPDATE, DeferredEvent
+
+    now = int(time.time())
+    return [
+        DeferredEvent(
             service=call.service,
             action=blocker.blocked_action,
             reason=PACKAGE_UPDATE,
@@ -403,50 +467,66 @@ def _record(config: GateConfig, call: Call, decision: Decision) -> list[str]:
             requestor_name=blocker.policy.requestor_name,
             requestor_type=blocker.policy.requestor_type,
         )
-        stored, created = ledger.record(event)
-        notes.append(("recorded " if created else "pending ") + str(stored.path))
-    return notes
+        for blocker in decision.blockers
+    ]
 
 
-def run(argv: list[str], config_path: str = CONFIG_PATH) -> int:
+class Attempt:
+    """How far one call got: the fail-safe path finishes what an internal error interrupted."""
+
+    __slots__ = ("call", "config", "recorded")
+
+    def __init__(self) -> None:
+        self.call: Call | None = None
+        self.config: GateConfig | None = None
+        self.recorded = False
+
+
+def run(argv: list[str], config_path: str = CONFIG_PATH, attempt: Attempt | None = None) -> int:
     """Answer one call; every path out of here is a documented exit code."""
     quiet = "--quiet" in argv[:2]
+    attempt = attempt or Attempt()
 
-    def warn(message: str) -> None:
-        if not quiet:
+    def warn(message: str, always: bool = False) -> None:
+        if always or not quiet:
             sys.stderr.write(f"policy-rc.d (interlock): {message}\n")
 
     try:
         call = parse_argv(argv)
     except GateUsageError as exc:
         warn(str(exc))
-        config = GateConfig()
-        try:
-            config = GateConfig.load(config_path)
-        except FileFormatError:
-            pass
-        _log(config, f"argv={argv!r} answer={exc.code} ({exc})")
+        _log(GateConfig.read(config_path)[0], f"argv={argv!r} answer={exc.code} ({exc})")
         return exc.code
+    attempt.call = call
 
-    config = GateConfig.load(config_path)
-    policies, problems = load_policies_cached(config.policy_dir, config.cache_file)
+    config, config_problems = GateConfig.read(config_path)
+    attempt.config = config
+    notes = []
+    for problem in config_problems:
+        warn(f"{problem} (line ignored; disruptive actions refused)")
+        notes.append(str(problem))
+    policies, problems, cached = load_policies_cached(config.policy_dir, config.cache_file)
     for problem in problems:
         warn(f"{problem} (on_policy_error={config.on_policy_error})")
+    if config_problems:
+        policies = [*policies, _broken_config_stand_in(config_path)]
 
     if call.list_mode:
         sys.stdout.write("\n".join(listing(call, policies, problems)) + "\n")
         return ALLOWED
 
     decision = decide(call, policies, problems, config.on_policy_error)
-    notes = list(decision.notes)
+    notes.extend(decision.notes)
     if decision.code == FORBIDDEN:
         try:
-            notes.extend(_record(config, call, decision))
+            notes.extend(_record(config, _deferrals(call, decision)))
         except OSError as exc:
             # Still refuse: letting a blocked restart through is the outcome that cannot be undone.
+            # Said even with --quiet: a deferral nobody recorded is one nobody will apply.
             message = f"could not record the deferral in {config.ledger_dir}: {exc}"
-            warn(message)
+            warn(message, always=True)
             notes.append(message)
+        attempt.recorded = True  # or said why not; any other error leaves it to the fail-safe
         for blocker in decision.blockers:
             warn(
                 f"{blocker.requested} of {call.service} deferred by "
@@ -471,11 +551,22 @@ def run(argv: list[str], config_path: str = CONFIG_PATH) -> int:
         config,
         f"{_caller()} argv={argv!r} answer={decision.code}"
         + (f" blocked_by={blockers}" if blockers else "")
+        + f" policies={'cached' if cached else 'read'}"
         + ("; " + "; ".join(notes) if notes else ""),
     )
     if log_problem:
         warn(log_problem)
     return decision.code
+
+
+def _fail_safe_action(argv: list[str]) -> str | None:
+    """The disruptive action (as a policy would name it) the call asks for, if any."""
+    for word in " ".join(argv).split():
+        action = canonical_action(word)
+        for blocked in ("restart", "stop"):
+            if action in COVERS[blocked]:
+                return blocked
+    return None
 
 
 def fail_safe_code(argv: list[str]) -> int:
@@ -484,30 +575,65 @@ def fail_safe_code(argv: list[str]) -> int:
     A crash must neither let a blocked restart through nor make dpkg fail; 101 and 0 are the
     two answers every caller understands.
     """
-    disruptive = COVERS["restart"] | COVERS["stop"]
-    for word in " ".join(argv).split():
-        if canonical_action(word) in disruptive:
-            return FORBIDDEN
-    return ALLOWED
+    return FORBIDDEN if _fail_safe_action(argv) else ALLOWED
+
+
+def _fail_safe_event(attempt: Attempt, argv: list[str]) -> DeferredEvent:
+    """The event a fail-safe refusal records, under interlock's own requestor."""
+    from interlock.host.ledger import PACKAGE_UPDATE, DeferredEvent
+
+    service = attempt.call.service if attempt.call else None
+    if service is None:
+        words = [word for word in argv if not word.startswith("--")]
+        if words and is_valid_service_name(words[0]):
+            service = words[0]
+    action = _fail_safe_action(argv)
+    if service is None or action is None:
+        raise ValueError("no initscript ID in the call")
+    kind, name = FAIL_SAFE_REQUESTOR
+    return DeferredEvent(service, action, PACKAGE_UPDATE, int(time.time()), name, kind)
+
+
+def _fail_safe(argv: list[str], config_path: str, attempt: Attempt, exc: Exception) -> int:
+    """After an internal error: answer 0 or 101, and record the refusal if nothing did yet.
+
+    Everything here is guarded: no error of ours may reach dpkg as a failed maintainer script.
+    """
+    code = fail_safe_code(argv)
+    try:
+        detail = excerpt(str(exc), 200)
+    except Exception:  # noqa: BLE001 - an exception whose text cannot even be made
+        detail = "?"
+    messages = [f"internal error {type(exc).__name__}: {detail}; answering {code}"]
+    failed_record = False
+    config = attempt.config
+    if config is None:
+        try:
+            config = GateConfig.read(config_path)[0]
+        except Exception:  # noqa: BLE001 - the defaults still name a ledger and a log
+            config = GateConfig()
+    if code == FORBIDDEN and not attempt.recorded:
+        try:
+            messages.extend(_record(config, [_fail_safe_event(attempt, argv)]))
+        except Exception as record_exc:  # noqa: BLE001
+            failed_record = True
+            messages.append(
+                f"could not record the deferral in {config.ledger_dir}: "
+                f"{excerpt(str(record_exc), 200)}"
+            )
+    if failed_record or "--quiet" not in argv[:2]:
+        try:
+            sys.stderr.write("".join(f"policy-rc.d (interlock): {m}\n" for m in messages))
+        except Exception:  # noqa: BLE001, S110 - a closed stderr must not change the answer
+            pass
+    _log(config, f"argv={argv!r} answer={code} " + "; ".join(messages))
+    return code
 
 
 def main(argv: list[str] | None = None, config_path: str = CONFIG_PATH) -> int:
     args = sys.argv[1:] if argv is None else argv
+    attempt = Attempt()
     try:
-        return run(args, config_path)
+        return run(args, config_path, attempt)
     except Exception as exc:  # noqa: BLE001 - the gate must answer, whatever went wrong
-        code = fail_safe_code(args)
-        if "--quiet" not in args[:2]:
-            sys.stderr.write(
-                f"policy-rc.d (interlock): internal error {type(exc).__name__}: {exc}; "
-                f"answering {code}\n"
-            )
-        try:
-            try:
-                config = GateConfig.load(config_path)
-            except Exception:  # noqa: BLE001 - a broken config must not stop the log line
-                config = GateConfig()
-            _log(config, f"argv={args!r} answer={code} internal error {type(exc).__name__}: {exc}")
-        except Exception:  # noqa: BLE001, S110 - logging is best effort here
-            pass
-        return code
+        return _fail_safe(args, config_path, attempt, exc)

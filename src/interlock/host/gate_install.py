@@ -195,6 +195,13 @@ class GateInstaller:
             f"wrote {CONFIG_PATH} (on_policy_error={on_policy_error}, chain={config.chain})"
         )
 
+        # The gate caches parsed policies there; without it every call parses every policy.
+        state_dir = self.path(os.path.dirname(CACHE_FILE))
+        if not state_dir.is_dir():
+            state_dir.mkdir(parents=True, mode=0o755)
+            state_dir.chmod(0o755)
+            done.append(f"created {os.path.dirname(CACHE_FILE)}")
+
         script = render_gate_script(package_dir or package_root(), CONFIG_PATH, python)
         write_atomic(str(self.path(GATE_SCRIPT)), script, mode=0o755)
         done.append(f"wrote {GATE_SCRIPT}")

@@ -18,9 +18,11 @@ from pathlib import Path
 from interlock.errors import FileFormatError, InterlockError
 from interlock.host.atomic import FileLock, write_atomic
 from interlock.host.policy import is_valid_service_name
+from interlock.host.trusted_file import directory_problem, excerpt, read_text
 
 STATE_DIR = "/var/lib/interlock"
 HOOK_SUFFIX = ".hook"
+HOOK_MAX_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -55,13 +57,17 @@ class HookStore:
         return FileLock(str(self.directory / ".lock"))
 
     def read(self) -> tuple[list[DeferredHook], list[FileFormatError]]:
+        """The recorded hooks; a record that is not root's alone is reported and never run."""
         hooks: list[DeferredHook] = []
         problems: list[FileFormatError] = []
         if not self.directory.is_dir():
             return hooks, problems
+        untrusted = directory_problem(str(self.directory))
+        if untrusted is not None:
+            return hooks, [untrusted]
         for path in sorted(self.directory.glob(f"*{HOOK_SUFFIX}")):
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
+                data = json.loads(read_text(str(path), HOOK_MAX_BYTES))
                 command = data["command"]
                 if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
                     raise ValueError("command must be a list of strings")
@@ -75,8 +81,11 @@ class HookStore:
                 )
             except FileNotFoundError:
                 continue
-            except (OSError, ValueError, KeyError, TypeError, InterlockError) as exc:
-                problems.append(FileFormatError(str(path), f"unreadable deferred hook: {exc}"))
+            except FileFormatError as exc:
+                problems.append(exc)
+            except (ValueError, KeyError, TypeError, RecursionError, InterlockError) as exc:
+                detail = excerpt(str(exc))
+                problems.append(FileFormatError(str(path), f"unreadable deferred hook: {detail}"))
         hooks.sort(key=lambda hook: (hook.timestamp, hook.path or ""))
         return hooks, problems
 
@@ -93,7 +102,9 @@ class HookStore:
             now = time.time()
             path = self.directory / f"{time.time_ns():020d}-{name}{HOOK_SUFFIX}"
             hook = DeferredHook(name, tuple(command), now, str(path))
-            write_atomic(str(path), json.dumps(hook.as_dict(), indent=2) + "\n", exclusive=True)
+            # Command lines can carry secrets (a password in an argument): root's eyes only.
+            text = json.dumps(hook.as_dict(), indent=2) + "\n"
+            write_atomic(str(path), text, mode=0o600, exclusive=True)
             return hook
 
     def remove(self, hooks: list[DeferredHook]) -> None:

@@ -13,7 +13,10 @@ interlock manages read the same both ways:
 What interlock adds is safety: every read-modify-write holds one lock file in the directory,
 every write is atomic, a repeated deferral refreshes the pending event instead of adding a
 duplicate, and clearing re-reads a file under the lock so it never removes an event that changed
-meanwhile. The gate records through this module, so it stays on the standard library.
+meanwhile. An event file is read only if root alone can change it, up to 64 KiB, without YAML
+anchors or aliases, and with strings where the format has strings; text from another host's
+ledger goes through the same parser and caps. The gate records through this module, so it stays
+on the standard library.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ import os
 from interlock.errors import FileFormatError
 from interlock.host.atomic import FileLock, sync_directory, unique_suffix, write_atomic
 from interlock.host.policy import canonical_service, is_valid_service_name, load_yaml
+from interlock.host.trusted_file import (
+    EVENT_MAX_BYTES,
+    directory_problem,
+    quoted,
+    read_text,
+    size_text,
+)
 
 LEDGER_DIR = "/var/lib/policy-rc.d"
 EVENT_SUFFIX = ".deferred"
@@ -126,7 +136,12 @@ class DeferredEvent:
 
 
 def parse_event(text: str, path: str) -> DeferredEvent:
-    """Read one event file (any YAML style the charms' PyYAML versions wrote)."""
+    """Read one event file (any YAML style the charms' PyYAML versions wrote).
+
+    The text may come from another host: it is held to the same size cap as a local file.
+    """
+    if len(text) > EVENT_MAX_BYTES or len(text.encode(errors="replace")) > EVENT_MAX_BYTES:
+        raise FileFormatError(path, f"larger than {size_text(EVENT_MAX_BYTES)}")
     if not text.strip():
         raise FileFormatError(path, "empty file (an interrupted writer?)")
     data = load_yaml(text, path)
@@ -137,22 +152,30 @@ def parse_event(text: str, path: str) -> DeferredEvent:
         raise FileFormatError(path, f"missing key(s): {', '.join(missing)}")
     service, action, reason, timestamp = (data[key] for key in _REQUIRED_ORDER)
     if not isinstance(service, str) or not is_valid_service_name(service):
-        raise FileFormatError(path, f"service {service!r} is not a valid service name")
+        raise FileFormatError(path, f"service {quoted(service)} is not a valid service name")
     if not isinstance(action, str) or not action:
-        raise FileFormatError(path, f"action {action!r} is not an action name")
-    if reason is None:
-        reason = ""
-    if not isinstance(reason, str):
-        reason = str(reason)
+        raise FileFormatError(path, f"action {quoted(action)} is not an action name")
     if isinstance(timestamp, str) and timestamp.isdigit():
         timestamp = int(timestamp)
     if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
-        raise FileFormatError(path, f"timestamp {timestamp!r} is not epoch seconds")
-    requestor = []
-    for key in ("policy_requestor_name", "policy_requestor_type"):
+        raise FileFormatError(path, f"timestamp {quoted(timestamp)} is not epoch seconds")
+    texts = []
+    for key in ("reason", "policy_requestor_name", "policy_requestor_type"):
         value = data.get(key)
-        requestor.append(None if value is None else str(value))
-    return DeferredEvent(service, action, reason, timestamp, requestor[0], requestor[1], path)
+        if isinstance(value, bool | list | dict):
+            raise FileFormatError(path, f"{key} must be a string, not {type(value).__name__}")
+        # A number or a date is how YAML reads some unquoted words: their text is what was meant.
+        texts.append(None if value is None else str(value))
+    reason, requestor_name, requestor_type = texts
+    return DeferredEvent(
+        service, action, reason or "", timestamp, requestor_name, requestor_type, path
+    )
+
+
+def read_event(path: str) -> DeferredEvent:
+    """One event file, read as the ledger reads it (trusted, size-capped); FileNotFoundError
+    when it is gone, FileFormatError for anything else wrong with it."""
+    return parse_event(read_text(path, EVENT_MAX_BYTES), path)
 
 
 _PLAIN_CHARS = frozenset(
@@ -236,19 +259,17 @@ class Ledger:
         )
 
     def read(self) -> LedgerView:
-        """Every event, oldest first; unreadable files are reported, not fatal."""
+        """Every event, oldest first; unreadable or untrusted files are reported, not fatal."""
+        untrusted = directory_problem(self.directory)
+        if untrusted is not None:
+            return LedgerView([], [untrusted])
         events: list[DeferredEvent] = []
         problems: list[FileFormatError] = []
         for path in self._event_paths():
             try:
-                with open(path, encoding="utf-8") as handle:
-                    text = handle.read()
-                events.append(parse_event(text, path))
+                events.append(read_event(path))
             except FileNotFoundError:
                 continue  # cleared between listing and reading
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                problems.append(FileFormatError(path, f"cannot read: {reason}"))
             except FileFormatError as exc:
                 problems.append(exc)
         events.sort(key=lambda event: (event.timestamp, event.service, event.path or ""))
@@ -283,9 +304,8 @@ class Ledger:
                 if event.path is None:
                     continue
                 try:
-                    with open(event.path, encoding="utf-8") as handle:
-                        current = parse_event(handle.read(), event.path)
-                except (OSError, UnicodeDecodeError, FileFormatError):
+                    current = read_event(event.path)
+                except (OSError, FileFormatError):
                     continue
                 if current != event:
                     continue  # refreshed or rewritten since: it is a newer request

@@ -3,7 +3,8 @@
 `interlock status --metrics /var/lib/prometheus/node-exporter/interlock.prom` (from cron or a
 timer) lets a fleet's dashboards and alerts see deferred restarts: how many, of which service,
 since when (the oldest event's timestamp, so the age is `time() - …` in PromQL), which hooks wait,
-whether auto restarts are off, and whether any ledger file is unreadable.
+whether auto restarts are off, whether any ledger file is unreadable, and whether the host needs a
+reboot.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import Counter
 from interlock.errors import FileFormatError
 from interlock.host.hooks import DeferredHook
 from interlock.host.ledger import DeferredEvent
+from interlock.host.reboot import RebootNeed
 from interlock.observe.prometheus import family
 
 PREFIX = "interlock"
@@ -23,6 +25,7 @@ def render_ledger_metrics(
     hooks: list[DeferredHook],
     problems: list[FileFormatError],
     blocked: list[str],
+    reboot: RebootNeed | None = None,
 ) -> str:
     per_service: Counter[tuple[str, str, str]] = Counter(
         (event.unit, event.action, event.requestor) for event in events
@@ -63,4 +66,17 @@ def render_ledger_metrics(
         "Ledger and hook files that could not be read.",
         [({}, len(problems))],
     )
+    if reboot is not None:
+        lines += family(
+            f"{PREFIX}_reboot_required",
+            "gauge",
+            "1 when the host needs a reboot (/run/reboot-required, or a newer kernel installed).",
+            [({}, int(reboot.needed))],
+        )
+        lines += family(
+            f"{PREFIX}_reboot_newer_kernels",
+            "gauge",
+            "Installed kernels newer than the running one.",
+            [({}, len(reboot.newer_kernels))],
+        )
     return "\n".join(lines) + "\n"

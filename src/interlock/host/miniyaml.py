@@ -4,12 +4,16 @@ The gate runs for every service action of every package install under ``python3 
 PyYAML is not importable and importing ``re`` or ``typing`` alone would cost more than the whole
 decision. The files it reads are produced by PyYAML's dumper (block or flow style, plain or quoted
 scalars, lines folded at 80 columns), so this reader covers exactly that subset. It either returns
-what ``yaml.safe_load`` returns for the same text or raises: a construct it does not know (anchors,
-tags, block scalars, exotic numbers) raises :class:`UnsupportedYaml`, and callers that can import
-PyYAML fall back to it. The test suite checks both halves of that promise against PyYAML.
+what ``yaml.safe_load`` returns for the same text or raises: a construct it does not know (tags,
+block scalars, exotic numbers) raises :class:`UnsupportedYaml`, and callers that can import PyYAML
+fall back to it. Anchors and aliases raise :class:`RefusedYaml`: these files never need them, and
+nested aliases are how a few hundred bytes become gigabytes. The test suite checks both halves of
+that promise against PyYAML.
 """
 
 from __future__ import annotations
+
+from interlock.host.trusted_file import quoted
 
 _BOOLS = {
     "yes": True, "Yes": True, "YES": True,
@@ -48,6 +52,17 @@ class UnsupportedYaml(YamlError):
     """Valid YAML that this reader does not handle; a full YAML parser may."""
 
 
+ANCHORS_REFUSED = "YAML anchors and aliases are refused (these files never need them)"
+
+
+class RefusedYaml(YamlError):
+    """Valid YAML these files must not use: no parser, however complete, may read it.
+
+    Anchors and aliases: a few hundred bytes of nested aliases expand to gigabytes in any reader
+    that builds or prints the structure.
+    """
+
+
 def load(text: str) -> object:
     """Parse one YAML document made of mappings, sequences and scalars."""
     return _Reader(text).document()
@@ -65,14 +80,14 @@ def _resolve_plain(text: str, line: int) -> object:
     if boolean is not None:
         return boolean
     if text in ("=", "<<"):
-        raise UnsupportedYaml(f"the YAML 1.1 value/merge key {text!r}", line)
+        raise UnsupportedYaml(f"the YAML 1.1 value/merge key {quoted(text)}", line)
     first = text[0]
     if first in _DIGITS or (first in "+-." and len(text) > 1):
         body = text[1:] if first in "+-" else text
         if body and all(c in _DIGITS for c in body) and (len(body) == 1 or body[0] != "0"):
             return int(text)
         if _maybe_number(text) and _is_yaml11_number(text):
-            raise UnsupportedYaml(f"number form {text!r}", line)
+            raise UnsupportedYaml(f"number form {quoted(text)}", line)
     return text
 
 
@@ -142,6 +157,9 @@ class _Reader:
 
     def unsupported(self, message: str) -> UnsupportedYaml:
         return UnsupportedYaml(message, self.row + 1)
+
+    def refused(self) -> RefusedYaml:
+        return RefusedYaml(ANCHORS_REFUSED, self.row + 1)
 
     def skip_blank_lines(self) -> bool:
         """Move to the first content character at or after the cursor; False at the end."""
@@ -218,8 +236,10 @@ class _Reader:
             return self.block_sequence(indent)
         if self.at_document_marker():
             return None
-        if char in "&*!|>?%@`":
-            raise self.unsupported(f"'{char}' (anchors, tags, block scalars and complex keys)")
+        if char in "&*":
+            raise self.refused()
+        if char in "!|>?%@`":
+            raise self.unsupported(f"'{char}' (tags, block scalars and complex keys)")
         self.no_flow_end(char)
         if char in "[{":
             value = self.flow_node()
@@ -269,7 +289,7 @@ class _Reader:
             if isinstance(key, list | dict):
                 raise self.unsupported("complex mapping key")
             if key in result:
-                raise self.error(f"duplicate key {key!r}")
+                raise self.error(f"duplicate key {quoted(key)}")
             result[key] = self.mapping_value(indent)
             if not self.skip_blank_lines():
                 return result
@@ -281,7 +301,9 @@ class _Reader:
             line = self.lines[self.row]
             if line[col] == "-" and (col + 1 == len(line) or line[col + 1] == " "):
                 raise self.error("a sequence entry where a mapping key was expected")
-            if line[col] in "&*!|>?[{%@`":
+            if line[col] in "&*":
+                raise self.refused()
+            if line[col] in "!|>?[{%@`":
                 raise self.unsupported(f"'{line[col]}' as a mapping key")
             self.no_flow_end(line[col])
             start_row = self.row
@@ -304,8 +326,10 @@ class _Reader:
             return self.block_node(indent, seq_ok_at_parent=True)
         self.col = col
         char = line[col]
-        if char in "&*!|>?%@`":
-            raise self.unsupported(f"'{char}' (anchors, tags, block scalars and complex keys)")
+        if char in "&*":
+            raise self.refused()
+        if char in "!|>?%@`":
+            raise self.unsupported(f"'{char}' (tags, block scalars and complex keys)")
         if char == "-" and (col + 1 == len(line) or line[col + 1] == " "):
             raise self.error("a block sequence cannot start on the line of its key")
         self.no_flow_end(char)
@@ -334,7 +358,9 @@ class _Reader:
             else:
                 self.col = col
                 char = line[col]
-                if char in "&*!|>?%@`":
+                if char in "&*":
+                    raise self.refused()
+                if char in "!|>?%@`":
                     raise self.unsupported(f"'{char}' in a sequence entry")
                 if char == "-" and (col + 1 == len(line) or line[col + 1] == " "):
                     raise self.unsupported("nested block sequences")
@@ -553,7 +579,9 @@ class _Reader:
             return self.flow_mapping()
         if char == "[":
             return self.flow_sequence()
-        if char in "&*!|>?%@`":
+        if char in "&*":
+            raise self.refused()
+        if char in "!|>?%@`":
             raise self.unsupported(f"'{char}' in a flow collection")
         self.no_block_entry()
         token = self.scalar_token(block=False)
@@ -613,7 +641,9 @@ class _Reader:
                 return result
             if char in "[{":
                 raise self.unsupported("a flow collection used as a mapping key")
-            if char in "&*!|>?%@`":
+            if char in "&*":
+                raise self.refused()
+            if char in "!|>?%@`":
                 raise self.unsupported(f"'{char}' in a flow mapping")
             if char == ",":
                 raise self.error("empty entry in a flow mapping")
@@ -644,7 +674,7 @@ class _Reader:
             else:
                 raise self.error("expected ':' in a flow mapping")
             if key in result:
-                raise self.error(f"duplicate key {key!r}")
+                raise self.error(f"duplicate key {quoted(key)}")
             result[key] = value
             self.skip_flow_space()
             line = self.lines[self.row]

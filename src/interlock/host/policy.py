@@ -11,7 +11,9 @@ A policy file names, per service, the actions that must not run during package o
 interlock writes its own policies in the same format (requestor type ``interlock``) and adds two
 optional extensions the charms ignore: the service key ``'*'`` (every service) and
 ``fallback_actions`` (per service, per blocked action, the actions to run instead; the gate answers
-106 with them). This module is on the gate's hot path: it imports only the standard library
+106 with them). A policy file is read only if root alone can change it, up to 1 MiB, without
+YAML anchors or aliases (see `trusted_file`); anything else is a broken policy, handled by the
+gate's fail mode. This module is on the gate's hot path: it imports only the standard library
 modules Python loads at start-up.
 """
 
@@ -20,6 +22,14 @@ from __future__ import annotations
 import os
 
 from interlock.errors import FileFormatError
+from interlock.host.trusted_file import (
+    POLICY_MAX_BYTES,
+    directory_problem,
+    excerpt,
+    quoted,
+    read_bytes,
+    read_text,
+)
 
 POLICY_DIR = "/etc/policy-rc.d"
 POLICY_SUFFIX = ".policy"
@@ -138,40 +148,81 @@ def _requestor_from_filename(path: str) -> tuple[str, str]:
     return (kind, name) if sep and name else ("unknown", stem)
 
 
+FULL_PARSER_MAX_CHARS = 64 << 10
+
+
 def load_yaml(text: str, path: str) -> object:
-    """Parse with the fast reader; fall back to PyYAML (when importable) for exotic YAML."""
+    """Parse with the fast reader; fall back to PyYAML (when importable) for exotic YAML.
+
+    Anchors and aliases are refused by both, before PyYAML builds anything; so is nesting deep
+    enough to exhaust the interpreter's stack. The fallback is only for files up to 64 KiB.
+    """
     from interlock.host import miniyaml
 
     try:
-        return miniyaml.load(text)
-    except miniyaml.UnsupportedYaml as unsupported:
         try:
-            import yaml
-        except ImportError:
-            raise FileFormatError(
-                path, f"{unsupported.message} (needs a full YAML parser)", unsupported.line
-            ) from None
-        try:
-            return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else None
-            raise FileFormatError(path, f"invalid YAML: {exc}", line) from None
-    except miniyaml.YamlError as exc:
-        raise FileFormatError(path, f"invalid YAML: {exc.message}", exc.line) from None
+            return miniyaml.load(text)
+        except miniyaml.RefusedYaml as refused:
+            raise FileFormatError(path, refused.message, refused.line) from None
+        except miniyaml.UnsupportedYaml as unsupported:
+            if len(text) > FULL_PARSER_MAX_CHARS:
+                # Pure-Python PyYAML (the zipapp's) takes seconds per MiB, on every gate call.
+                raise FileFormatError(
+                    path,
+                    f"{unsupported.message} (a full YAML parser reads it only in files up to "
+                    f"{FULL_PARSER_MAX_CHARS >> 10} KiB)",
+                    unsupported.line,
+                ) from None
+            try:
+                import yaml  # noqa: F401 - only to know whether the fallback exists
+            except ImportError:
+                raise FileFormatError(
+                    path, f"{unsupported.message} (needs a full YAML parser)", unsupported.line
+                ) from None
+            return _load_with_pyyaml(text, path)
+        except miniyaml.YamlError as exc:
+            raise FileFormatError(path, f"invalid YAML: {exc.message}", exc.line) from None
+    except RecursionError:
+        raise FileFormatError(path, "invalid YAML: nested too deeply") from None
+
+
+def _load_with_pyyaml(text: str, path: str) -> object:
+    import yaml
+
+    from interlock.host.miniyaml import ANCHORS_REFUSED
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        if "&" in text or "*" in text:
+            # Parsing is linear in the text; only building the structure expands aliases.
+            for event in yaml.parse(text, Loader=loader):
+                if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                    mark = event.start_mark
+                    line = mark.line + 1 if mark is not None else None
+                    raise FileFormatError(path, ANCHORS_REFUSED, line)
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise FileFormatError(path, f"invalid YAML: {excerpt(problem)}", line) from None
 
 
 def _action_list(text: str, path: str, where: str, key: str, value: object) -> tuple[str, ...]:
     if not isinstance(value, list):
         kind = "a string" if isinstance(value, str) else type(value).__name__
         raise FileFormatError(
-            path, f"{where}: {key} must be a list of actions, not {kind}", _line_of(text, key)
+            path,
+            f"{where}: {quoted(key)} must be a list of actions, not {kind}",
+            _line_of(text, key),
         )
     actions = []
     for item in value:
         if not isinstance(item, str) or not is_valid_action(canonical_action(item)):
             raise FileFormatError(
-                path, f"{where}: {key}: {item!r} is not an action name", _line_of(text, key)
+                path,
+                f"{where}: {quoted(key)}: {quoted(item)} is not an action name",
+                _line_of(text, key),
             )
         actions.append(canonical_action(item))
     return tuple(actions)
@@ -180,7 +231,7 @@ def _action_list(text: str, path: str, where: str, key: str, value: object) -> t
 def _service_key(text: str, path: str, where: str, key: object) -> str:
     if not isinstance(key, str) or not (key == ANY_SERVICE or is_valid_service_name(key)):
         raise FileFormatError(
-            path, f"{where}: {key!r} is not a valid service name", _line_of(text, str(key))
+            path, f"{where}: {quoted(key)} is not a valid service name", _line_of(text, str(key))
         )
     return canonical_service(key)
 
@@ -194,7 +245,7 @@ def parse_policy(text: str, path: str) -> Policy:
         raise FileFormatError(path, "a policy file must be a YAML mapping", 1)
     for key in data:
         if key not in _TOP_KEYS:
-            raise FileFormatError(path, f"unknown key {key!r}", _line_of(text, str(key)))
+            raise FileFormatError(path, f"unknown key {quoted(key)}", _line_of(text, str(key)))
     blocked_raw = data.get("blocked_actions")
     if blocked_raw is None:
         blocked_raw = {}
@@ -223,15 +274,21 @@ def parse_policy(text: str, path: str) -> Policy:
         if not isinstance(per_action, dict):
             raise FileFormatError(
                 path,
-                f"fallback_actions: {raw_service!r} must map actions to lists of actions",
+                f"fallback_actions: {quoted(raw_service)} must map actions to lists of actions",
                 _line_of(text, str(raw_service)),
             )
-        fallbacks[service] = {
-            canonical_action(str(action)): _action_list(
-                text, path, "fallback_actions", str(action), alternatives
+        fallbacks[service] = {}
+        for action, alternatives in per_action.items():
+            if not isinstance(action, str) or not is_valid_action(canonical_action(action)):
+                raise FileFormatError(
+                    path,
+                    f"fallback_actions: {quoted(raw_service)}: {quoted(action)} "
+                    "is not an action name",
+                    _line_of(text, str(action)),
+                )
+            fallbacks[service][canonical_action(action)] = _action_list(
+                text, path, "fallback_actions", action, alternatives
             )
-            for action, alternatives in per_action.items()
-        }
 
     default_type, default_name = _requestor_from_filename(path)
     requestor = []
@@ -249,8 +306,12 @@ def parse_policy(text: str, path: str) -> Policy:
 def load_policies(directory: str = POLICY_DIR) -> tuple[list[Policy], list[FileFormatError]]:
     """Every `*.policy` file in the directory (not recursive), and the problems met on the way.
 
-    A broken file never hides the others: it is reported and the rest still apply.
+    A broken file never hides the others: it is reported and the rest still apply. A directory
+    or file that is not root's alone (see `trusted_file`) is reported and not read.
     """
+    untrusted = directory_problem(directory)
+    if untrusted is not None:
+        return [], [untrusted]
     try:
         names = sorted(os.listdir(directory))
     except FileNotFoundError:
@@ -264,36 +325,40 @@ def load_policies(directory: str = POLICY_DIR) -> tuple[list[Policy], list[FileF
             continue
         path = os.path.join(directory, name)
         try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            problems.append(FileFormatError(path, f"cannot read: {reason}"))
-            continue
-        try:
-            policies.append(parse_policy(text, path))
+            policies.append(parse_policy(read_text(path, POLICY_MAX_BYTES), path))
+        except FileNotFoundError:
+            continue  # removed between the listing and the read
         except FileFormatError as exc:
             problems.append(exc)
     return policies, problems
 
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 
-def _signature(directory: str) -> tuple[tuple[str, int, int, int, int], ...] | None:
-    """What identifies the directory's policy files: names, inodes, sizes, change times."""
+CACHE_MAX_BYTES = 16 << 20
+
+_Signature = tuple[tuple[int, int, int], tuple[tuple[str, int, int, int, int], ...]]
+
+
+def _signature(directory: str) -> _Signature | None:
+    """What identifies the policies: the directory's owner, mode and inode, and each file's
+    name, inode, size, modification and change times (an owner or mode change moves ctime)."""
     try:
+        st = os.stat(directory)
         entries = []
         with os.scandir(directory) as scan:
             for entry in scan:
                 name = entry.name
                 if name.endswith(POLICY_SUFFIX) and not name.startswith("."):
-                    st = entry.stat()
-                    entries.append((name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+                    est = entry.stat(follow_symlinks=False)
+                    entries.append(
+                        (name, est.st_ino, est.st_size, est.st_mtime_ns, est.st_ctime_ns)
+                    )
     except OSError:
         return None
     entries.sort()
-    return tuple(entries)
+    return (st.st_uid, st.st_mode, st.st_ino), tuple(entries)
 
 
 def _to_cache(policies: list[Policy], problems: list[FileFormatError]) -> tuple[object, ...]:
@@ -326,50 +391,62 @@ def _from_cache(payload: tuple[object, ...]) -> tuple[list[Policy], list[FileFor
 CACHE_SETTLE_NS = 2_000_000_000
 
 
-def _recently_changed(signature: tuple[tuple[str, int, int, int, int], ...]) -> bool:
+def _recently_changed(signature: _Signature) -> bool:
     """A file changed in the last two seconds might change again within the same timestamp tick
     (coarse on some kernels) with the same size: such a parse is used but not cached."""
     import time
 
     now = time.time_ns()
-    return any(now - max(mtime, ctime) < CACHE_SETTLE_NS for _, _, _, mtime, ctime in signature)
+    return any(now - max(mtime, ctime) < CACHE_SETTLE_NS for _, _, _, mtime, ctime in signature[1])
+
+
+def _write_cache(cache_path: str, data: bytes) -> None:
+    """Best effort; a missing cache directory (a host where nothing made it yet) is created."""
+    from interlock.host.atomic import write_atomic
+
+    try:
+        try:
+            write_atomic(cache_path, data, 0o600)
+        except FileNotFoundError:
+            directory = os.path.dirname(cache_path)
+            os.mkdir(directory, 0o755)
+            os.chmod(directory, 0o755)  # noqa: S103 - like /var/lib, whatever the umask
+            write_atomic(cache_path, data, 0o600)
+    except OSError:
+        pass
 
 
 def load_policies_cached(
     directory: str, cache_path: str | None
-) -> tuple[list[Policy], list[FileFormatError]]:
+) -> tuple[list[Policy], list[FileFormatError], bool]:
     """`load_policies`, skipping the parse when no policy file changed since the last call.
 
-    The cache (Python's builtin `marshal`) is keyed by every file's name, inode, size and
-    modification and change times in nanoseconds; any difference, or any trouble reading the
-    cache, means a fresh parse. Writing it is best effort and atomic, and waits until every file
-    has been still for two seconds.
+    Returns the policies, the problems, and whether they came from the cache. The cache (Python's
+    builtin `marshal`) is keyed by the directory's and every file's status (see `_signature`);
+    any difference, or any trouble reading the cache, means a fresh parse. The cache is trusted
+    like a policy (root's alone, no symlink, size-capped). Writing it is best effort and atomic,
+    and waits until every file has been still for two seconds.
     """
     if cache_path is None:
-        return load_policies(directory)
+        return (*load_policies(directory), False)
     import marshal
 
     signature = _signature(directory)
     if signature is None:
-        return load_policies(directory)
+        return (*load_policies(directory), False)
     key = (_CACHE_FORMAT, directory, signature)
     try:
-        with open(cache_path, "rb") as handle:
-            cached_key, payload = marshal.load(handle)  # noqa: S302 - root-only file we wrote
+        data = read_bytes(cache_path, CACHE_MAX_BYTES)  # root's alone, like a policy
+        cached_key, payload = marshal.loads(data)  # noqa: S302 - written by the gate itself
         if cached_key == key:
-            return _from_cache(payload)
-    except (OSError, EOFError, ValueError, TypeError, AssertionError):
+            return (*_from_cache(payload), True)
+    except (OSError, FileFormatError, EOFError, ValueError, TypeError, AssertionError):
         pass
     policies, problems = load_policies(directory)
     if _signature(directory) == signature and not _recently_changed(signature):
-        try:
-            from interlock.host.atomic import write_atomic
-
-            payload = (key, _to_cache(policies, problems))
-            write_atomic(cache_path, marshal.dumps(payload), 0o600)  # type: ignore[arg-type]
-        except OSError:
-            pass
-    return policies, problems
+        payload = (key, _to_cache(policies, problems))
+        _write_cache(cache_path, marshal.dumps(payload))  # type: ignore[arg-type]
+    return policies, problems, False
 
 
 def render_policy(

@@ -22,6 +22,14 @@ def status_message(events: list[DeferredEvent], hooks: list[DeferredHook]) -> st
     return ". ".join(parts) if parts else NOTHING_DEFERRED
 
 
+def with_reboot(message: str, reboot: str) -> str:
+    """The status line with the reboot's part appended (`Reboot required: …`), when there is one;
+    the charms' wording before it stays as it is."""
+    if not reboot:
+        return message
+    return reboot if message == NOTHING_DEFERRED else f"{message}. {reboot}"
+
+
 def charm_restart_line(event: DeferredEvent) -> str:
     return f"{event.timestamp} {event.service.ljust(40)} {event.reason}"
 

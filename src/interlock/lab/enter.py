@@ -18,9 +18,12 @@ WRITE_FILE_SCRIPT = (
 )
 
 
-def enter_argv(pid: int, pid_namespace: bool, argv: Sequence[str]) -> list[str]:
-    """argv running `argv` in the mount, UTS and network (and PID) namespaces of host-side `pid`."""
+def enter_argv(pid: int, pid_namespace: bool, argv: Sequence[str], kind: str = "sysv") -> list[str]:
+    """argv running `argv` in the mount, UTS and network (and PID) namespaces of host-side `pid`;
+    for a systemd host also in its IPC and cgroup namespaces and its root directory."""
     namespaces = ["-m", "-u", "-n", *(["-p"] if pid_namespace else [])]
+    if kind == "systemd":
+        namespaces += ["-i", "-C", "-r", "-w"]
     return ["nsenter", "-t", str(pid), *namespaces, "--", *argv]
 
 

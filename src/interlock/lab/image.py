@@ -24,6 +24,8 @@ from interlock.lab.sshd import SSHD_CONFIG, LabKeys, render_sshd_config
 FILES = Path(__file__).with_name("files")
 HOST_INIT = FILES / "host-init.sh"
 KEEPER = FILES / "lab_keeper.py"
+REBOOT_COMMAND = "/usr/sbin/lab-reboot"
+BOOT_RECORD = "boot.json"
 
 
 def layer_names(trees: Sequence[str]) -> dict[str, str]:
@@ -49,6 +51,15 @@ def hosts_root(directory: Path) -> Path:
 
 def host_dir(directory: Path, host: str) -> Path:
     return hosts_root(directory) / host
+
+
+def boot_record(directory: Path, host: str) -> Path:
+    """Where the keeper records a PID-namespace host's init and namespace at each (re)start."""
+    return host_dir(directory, host) / BOOT_RECORD
+
+
+def render_reboot_command(record: Path) -> str:
+    return (FILES / "lab-reboot").read_text(encoding="utf-8").replace("@RECORD@", str(record))
 
 
 def dpkg_snapshot(directory: Path) -> Path:
@@ -158,6 +169,9 @@ def build_image(
     put("/etc/hosts", etc_hosts)
     put(SSHD_CONFIG, render_sshd_config(host.address, keys))
     put("/usr/sbin/runlevel", (FILES / "runlevel").read_bytes(), 0o755)
+    if spec.pid_namespace:
+        record = boot_record(spec.directory, host.name)
+        put(REBOOT_COMMAND, render_reboot_command(record), 0o755)
     if host.role == "controller":
         put("/usr/sbin/lab-api", (FILES / "lab_api.py").read_bytes(), 0o755)
         put("/etc/init.d/lab-api", (FILES / "lab-api.init").read_bytes(), 0o755)

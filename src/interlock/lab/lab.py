@@ -22,12 +22,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from interlock.host.atomic import write_atomic
-from interlock.lab import network, processes
+from interlock.lab import network, processes, systemd_host
 from interlock.lab.enter import HOST_ENV, enter_argv, write_file_argv
 from interlock.lab.errors import LabError
 from interlock.lab.image import (
     HOST_INIT,
     KEEPER,
+    boot_record,
     build_image,
     hosts_root,
     render_etc_hosts,
@@ -35,9 +36,25 @@ from interlock.lab.image import (
 )
 from interlock.lab.inventory_file import INVENTORY_FILE, render_inventory
 from interlock.lab.readiness import wait_ready
-from interlock.lab.spec import DEFAULT_DIR, DEFAULT_NAME, DEFAULT_SUBNET, LabHost, LabSpec
+from interlock.lab.rootfs import ensure_image
+from interlock.lab.spec import (
+    DEFAULT_DIR,
+    DEFAULT_NAME,
+    DEFAULT_SUBNET,
+    SYSTEMD,
+    LabHost,
+    LabSpec,
+)
 from interlock.lab.sshd import CLIENT_KEY, KNOWN_HOSTS, ensure_keys
-from interlock.lab.state import BOOTING, STARTING, UP, LabState, load_state, save_state
+from interlock.lab.state import (
+    BOOTING,
+    STARTING,
+    UP,
+    LabState,
+    load_state,
+    save_state,
+    state_path,
+)
 from interlock.lab.status import LabStatus, gather_status
 from interlock.lab.teardown import DownReport, leftovers, live_pids, load_state_quietly, teardown
 
@@ -56,6 +73,12 @@ TOOLS = {
 ROLE_TOOLS = {"lb": {"haproxy": "haproxy"}, "compute": {"cron": "cron"}}
 
 Progress = Callable[[str], None]
+
+# Inside a systemd host that is late: its boot state, pending jobs, failed units, warnings.
+BOOT_PROBLEMS = (
+    "systemctl is-system-running; systemctl list-jobs --no-legend | head -n 5; "
+    "systemctl --failed --no-legend; journalctl -b -p warning --no-pager -n 10 -q"
+)
 
 
 @dataclass(frozen=True)
@@ -143,6 +166,7 @@ class Lab:
         pid_namespace: bool = False,
         api_delay_ms: int = 0,
         package_overlays: bool = False,
+        systemd: int = 0,
         ready_timeout: float | None = None,
         progress: Progress | None = None,
     ) -> UpReport:
@@ -150,6 +174,10 @@ class Lab:
 
         With `package_overlays`, each host also has its own /usr, /opt, /var/cache and dpkg
         database, so `apt-get install` on a host changes that host only.
+
+        The first `systemd` hosts (load balancers first, then controllers, then computes) boot
+        systemd from their own Debian root file system (built once and cached, see `rootfs`);
+        they are ready once systemd reports the boot finished.
 
         On failure everything created so far is torn down again and the error names the host
         and quotes its log.
@@ -165,13 +193,16 @@ class Lab:
             pid_namespace=pid_namespace,
             api_delay_ms=api_delay_ms,
             package_overlays=package_overlays,
+            systemd=systemd,
         )
         require_tools(spec)
         say = progress or (lambda message: None)
         started = time.monotonic()
         self._refuse_collisions(spec)
         try:
-            state = self._build(spec, say, started, ready_timeout or 30.0 + 0.2 * hosts)
+            # systemd hosts boot a whole init each: on a busy machine that takes its time.
+            default_timeout = 30.0 + 0.2 * hosts + (30.0 + 1.0 * systemd if systemd else 0.0)
+            state = self._build(spec, say, started, ready_timeout or default_timeout)
         except BaseException as exc:
             try:
                 self.down()
@@ -219,8 +250,15 @@ class Lab:
         etc_hosts = render_etc_hosts(plan)
         if spec.package_overlays:
             snapshot_dpkg(self.directory)
+        image = ensure_image() if spec.systemd else None
+        if image is not None and image.built:
+            mark, timings["image"] = time.monotonic(), time.monotonic() - mark
+            say(f"built the systemd hosts' Debian image in {image.seconds:.1f}s")
         for host in plan:
-            build_image(spec, host, plan, keys, etc_hosts)
+            if host.kind == SYSTEMD and image is not None:
+                systemd_host.build_layer(spec, host, plan, keys, etc_hosts, image.root)
+            else:
+                build_image(spec, host, plan, keys, etc_hosts)
         write_atomic(
             str(self.inventory_path),
             render_inventory(plan, keys.client_key, keys.known_hosts).encode(),
@@ -236,7 +274,15 @@ class Lab:
         mark, timings["spawn"] = time.monotonic(), time.monotonic() - mark
         say(f"started {len(plan)} hosts, waiting for sshd, APIs and haproxy")
 
-        asyncio.run(wait_ready(state, logs, time.monotonic() + timeout))
+        deadline = time.monotonic() + timeout
+        systemd_hosts = [h for h in state.hosts if h.kind == SYSTEMD]
+        try:
+            asyncio.run(wait_ready(state, logs, deadline))
+            self._wait_booted(systemd_hosts, deadline)
+        except LabError as exc:
+            for note in self._boot_problems(systemd_hosts):
+                exc.add_note(note)
+            raise
         timings["ready"] = time.monotonic() - mark
         state = replace(state, phase=UP, timings=timings)
         save_state(state)
@@ -257,11 +303,13 @@ class Lab:
         save_state(state)
         request = {
             "env": HOST_ENV,
+            "state": str(state_path(spec.directory)),
             "hosts": [
                 {
                     "name": host.name,
                     "argv": launcher_argv(spec, host),
                     "log": str(logs / f"{host.name}.log"),
+                    **launch_record(spec, host),
                 }
                 for host in state.hosts
             ],
@@ -283,21 +331,31 @@ class Lab:
             if not isinstance(pid, int):
                 raise LabError(f"{host.name}: could not start: {pid}")
             hosts.append(replace(host, pid=pid, launcher_pid=pid))
-        if spec.pid_namespace:
-            hosts = self._find_namespace_inits(hosts)
+        hosts = self._find_namespace_inits(
+            hosts, lambda host: spec.pid_namespace or host.kind == SYSTEMD
+        )
         state = replace(state, phase=BOOTING, hosts=tuple(hosts))
         save_state(state)
         return state
 
     @staticmethod
-    def _find_namespace_inits(hosts: list[LabHost]) -> list[LabHost]:
+    def _find_namespace_inits(
+        hosts: list[LabHost], has_pid_namespace: Callable[[LabHost], bool]
+    ) -> list[LabHost]:
         """With a PID namespace, `unshare --fork` runs the host's init as its child: record that."""
         deadline = time.monotonic() + 10
-        found: dict[str, int] = {}
+        found: dict[str, int] = {h.name: h.pid for h in hosts if not has_pid_namespace(h) and h.pid}
         while len(found) < len(hosts):
             for host in hosts:
                 if host.name not in found and host.launcher_pid is not None:
-                    kids = processes.children(host.launcher_pid)
+                    # Only a child in a new PID namespace is the init (a launcher script may
+                    # run short-lived helpers first).
+                    outer = processes.pid_namespace(host.launcher_pid)
+                    kids = [
+                        kid
+                        for kid in processes.children(host.launcher_pid)
+                        if processes.pid_namespace(kid) not in (None, outer)
+                    ]
                     if kids:
                         found[host.name] = kids[0]
                     elif not processes.alive(host.launcher_pid):
@@ -309,7 +367,36 @@ class Lab:
                 time.sleep(0.01)
         return [replace(host, pid=found[host.name]) for host in hosts]
 
-    # Tearing down.
+    def _wait_booted(self, hosts: Sequence[LabHost], deadline: float) -> None:
+        """Wait until systemd on each host has finished booting (running, or degraded)."""
+        for host in hosts:
+            left = max(deadline - time.monotonic(), 1.0)
+            try:
+                result = self.exec(
+                    host.name, ["systemctl", "is-system-running", "--wait"], timeout=left
+                )
+            except subprocess.TimeoutExpired:
+                raise LabError(f"{host.name}: systemd did not finish booting in time") from None
+            answer = result.stdout.decode(errors="replace").strip()
+            if answer not in ("running", "degraded"):
+                raise LabError(f"{host.name}: systemd did not finish booting: {answer}")
+
+    def _boot_problems(self, hosts: Sequence[LabHost], limit: int = 3) -> list[str]:
+        """What systemd says on hosts that did not finish booting (their journal, not the log)."""
+        found: list[str] = []
+        for host in hosts:
+            if len(found) >= limit:
+                break
+            try:
+                result = self.exec(host.name, ["sh", "-c", BOOT_PROBLEMS], timeout=10)
+            except (LabError, subprocess.TimeoutExpired) as exc:
+                found.append(f"{host.name}: {exc}")
+                continue
+            text = result.stdout.decode(errors="replace")
+            if not text.startswith("running\n"):
+                found.append(f"--- {host.name}: systemd says\n{text[-2000:]}")
+        return found
+
     # Tearing down.
     def down(self) -> DownReport:
         """Remove every process, namespace, link and mount of this lab; safe to repeat.
@@ -356,8 +443,9 @@ class Lab:
         """Run `argv` inside `host` (its mounts, hostname, network and PID view) without SSH."""
         state = self.state()
         pid = self.host_pid(host)
+        kind = state.host(host).kind
         result = subprocess.run(
-            enter_argv(pid, state.spec.pid_namespace, argv),
+            enter_argv(pid, state.spec.pid_namespace or kind == SYSTEMD, argv, kind),
             input=input,
             capture_output=True,
             timeout=timeout,
@@ -387,8 +475,20 @@ class Lab:
         return asyncio.run(gather_status(self.state()))
 
 
+def launch_record(spec: LabSpec, host: LabHost) -> dict[str, str]:
+    """How the keeper finds a host's init (the launcher's child in a new PID namespace, or the
+    launcher itself), and where it records each (re)start of it."""
+    if not spec.pid_namespace and host.kind != SYSTEMD:
+        return {"init": "self"}
+    return {"init": "child", "record": str(boot_record(spec.directory, host.name))}
+
+
 def launcher_argv(spec: LabSpec, host: LabHost) -> list[str]:
     """The host's first process: enter its network namespace, unshare the rest, boot."""
+    hostdir = str(hosts_root(spec.directory) / host.name)
+    if host.kind == SYSTEMD:
+        script = str(systemd_host.BOOT_SCRIPT)
+        return ["/bin/sh", script, hostdir]
     pid_ns = ["--pid", "--fork", "--kill-child"] if spec.pid_namespace else []
     return [
         _which("ip"),

@@ -58,6 +58,14 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def pid_namespace(pid: int) -> int | None:
+    """The inode of the PID namespace `pid` lives in (None once it is gone)."""
+    try:
+        return os.stat(PROC / str(pid) / "ns" / "pid").st_ino
+    except OSError:
+        return None
+
+
 def cmdline(pid: int) -> list[str]:
     try:
         raw = (PROC / str(pid) / "cmdline").read_bytes()

@@ -52,6 +52,7 @@ def running_lab(
     pid_namespace: bool = False,
     api_delay_ms: int = 0,
     package_overlays: bool = False,
+    systemd: int = 0,
 ) -> Iterator[Lab]:
     """A lab that is up inside the block and down after it, also when the block raises."""
     lab = Lab(directory, name=pick_name(), subnet=pick_subnet())
@@ -63,6 +64,7 @@ def running_lab(
             pid_namespace=pid_namespace,
             api_delay_ms=api_delay_ms,
             package_overlays=package_overlays,
+            systemd=systemd,
         )
         yield lab
     finally:

@@ -33,6 +33,10 @@ PRIVATE_TMPFS = ("/run", "/root")
 # A Linux bridge takes at most 1024 ports.
 MAX_HOSTS = 1000
 AZS = ("az1", "az2", "az3")
+# Kinds of host: sysv hosts run the machine's programs under a small init script; systemd hosts
+# boot systemd as PID 1 from their own Debian root file system.
+SYSV = "sysv"
+SYSTEMD = "systemd"
 
 
 _NAME = re.compile(r"[a-z][a-z0-9]{0,7}")
@@ -52,6 +56,7 @@ class LabHost:
     labels: dict[str, str] = field(default_factory=dict)
     pid: int | None = None
     launcher_pid: int | None = None
+    kind: str = SYSV
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,9 @@ class LabSpec:
     pid_namespace: bool = False
     api_delay_ms: int = 0
     package_overlays: bool = False
+    # How many hosts (the first ones of `plan()`: load balancers, controllers, computes) boot
+    # systemd from their own Debian root file system instead of the machine's sysv-style init.
+    systemd: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "directory", Path(self.directory).absolute())
@@ -87,6 +95,8 @@ class LabSpec:
                 raise UsageError(f"--{label} must not be negative")
         if self.hosts < 1 or self.hosts > MAX_HOSTS:
             raise UsageError(f"--hosts must be between 1 and {MAX_HOSTS} (got {self.hosts})")
+        if not 0 <= self.systemd <= self.hosts:
+            raise UsageError(f"--systemd must be between 0 and --hosts ({self.hosts})")
         if self.controllers + self.lbs > self.hosts:
             raise UsageError(
                 f"--hosts {self.hosts} leaves no room for {self.controllers} controllers "
@@ -159,6 +169,9 @@ class LabSpec:
                 labels = {"role": role}
                 if role != "lb":
                     labels = {"az": AZS[(number - 1) % len(AZS)], "role": role}
+                kind = SYSTEMD if len(hosts) < self.systemd else SYSV
+                if kind == SYSTEMD:
+                    labels["kind"] = SYSTEMD
                 hosts.append(
                     LabHost(
                         name=name,
@@ -168,6 +181,7 @@ class LabSpec:
                         veth=f"{self.veth_prefix}{len(hosts) + 1}",
                         groups=(group,),
                         labels=labels,
+                        kind=kind,
                     )
                 )
                 offset += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,4 +98,8 @@ def load_state(directory: Path) -> LabState | None:
 
 
 def save_state(state: LabState) -> None:
-    write_atomic(str(state_path(state.spec.directory)), render_state(state).encode())
+    # The lab keeper rewrites the hosts' PIDs when one reboots, under the same lock.
+    path = state_path(state.spec.directory)
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        write_atomic(str(path), render_state(state).encode())

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from interlock.errors import FileFormatError
 from interlock.lab import network, processes
+from interlock.lab.cgroup import lab_cgroup, remove_lab_cgroups
 from interlock.lab.errors import LabError
 from interlock.lab.image import KEEPER, hosts_root
 from interlock.lab.inventory_file import INVENTORY_FILE
@@ -77,10 +78,12 @@ def teardown(
         links.append(f"{name}-br")
     network.run_batch(network.down_commands(sorted(netns), links), force=True)
     remaining = [n for n in netns if (network.NETNS_DIR / n).exists()]
+    remaining += _remove_cgroups(name)
     remaining += [link for link in links if network.link_exists(link)]
     network.release_netns_dir()
     shutil.rmtree(hosts_root(directory), ignore_errors=True)
-    for file in (directory / STATE_FILE, directory / INVENTORY_FILE):
+    lock = directory / f"{STATE_FILE}.lock"
+    for file in (directory / STATE_FILE, lock, directory / INVENTORY_FILE):
         file.unlink(missing_ok=True)
     if remaining:
         raise LabError(f"could not remove: {', '.join(remaining)}")
@@ -91,6 +94,16 @@ def teardown(
         links_removed=len(links),
         seconds=time.monotonic() - started,
     )
+
+
+def _remove_cgroups(name: str) -> list[str]:
+    """The systemd hosts' cgroups; a killed task may take a moment to leave its cgroup."""
+    deadline = time.monotonic() + 5
+    while True:
+        kept = remove_lab_cgroups(name)
+        if not kept or time.monotonic() > deadline:
+            return [f"cgroup {path}" for path in kept]
+        time.sleep(0.05)
 
 
 def _kill_hosts(
@@ -146,6 +159,9 @@ def leftovers(directory: Path, name: str, before: Mapping[int, int] | None = Non
     found = [f"network namespace {n}" for n in network.netns_names(f"{name}-")]
     found += [f"link {n}" for n in network.link_names(f"{name}-")]
     found += [f"process {pid} still running" for pid in processes.survivors(before or {})]
+    cgroup = lab_cgroup(name)
+    if cgroup is not None and cgroup.exists():
+        found.append(f"cgroup {cgroup}")
     for pid in processes.with_mount_option(overlay_marker(directory)):
         found.append(f"process {pid} ({' '.join(processes.cmdline(pid))}) holds lab overlays")
     return found

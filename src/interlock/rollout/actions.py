@@ -26,7 +26,13 @@ from interlock.fleet.transport.base import CommandResult, Transport
 from interlock.host.services.base import ServiceState
 from interlock.rollout import ledger_removal
 from interlock.rollout.balancer import Balancer
-from interlock.rollout.gates import health_gate, restarted, soak, wait_restarted
+from interlock.rollout.gates import (
+    health_gate,
+    recorded_services,
+    restarted,
+    soak,
+    wait_restarted,
+)
 from interlock.rollout.outcome import StepFailed, StepOutcome, WaitReporter
 from interlock.rollout.plan import (
     Action,
@@ -40,6 +46,8 @@ from interlock.rollout.plan import (
     Snapshot,
 )
 from interlock.rollout.probes import ProbeRunner
+from interlock.rollout.reboot import came_back, has_reboot_work, is_rebooted, reboot, record_boot
+from interlock.rollout.reboot_steps import BootRecord, CameBack, Reboot
 
 PROBE_TIMEOUT = 30.0
 
@@ -92,6 +100,12 @@ class HostActions:
             return await health_gate(host, step_id, action, self.probes, self.report_wait)
         if isinstance(action, Restarted):
             return await self.restarted(host, step_id, action, context)
+        if isinstance(action, BootRecord):
+            return await record_boot(self, host)
+        if isinstance(action, Reboot):
+            return await reboot(self, host, step_id, action, context)
+        if isinstance(action, CameBack):
+            return await came_back(self, host, step_id, action, context)
         return await soak(host, step_id, action, self.probes, self.report_wait)
 
     async def is_done(
@@ -109,6 +123,8 @@ class HostActions:
         if isinstance(action, RestartServices):
             pending = await self.not_restarted(host, action.services, context)
             return None if pending is None else not pending
+        if isinstance(action, Reboot):
+            return await is_rebooted(self, host, action, context)
         return None
 
     async def has_work(self, host: Host, action: Action) -> bool:
@@ -124,6 +140,8 @@ class HostActions:
         if isinstance(action, RunCommand) and action.check is not None:
             result = await self.transport.run(host, action.check, timeout=PROBE_TIMEOUT)
             return not result.ok
+        if isinstance(action, Reboot):
+            return await has_reboot_work(self, host, action)
         return True
 
     def why_no_work(self, host: Host) -> str | None:
@@ -293,7 +311,7 @@ class HostActions:
         recorded = context.get(action.snapshot)
         if recorded is None:
             raise StepFailed(f"no state recorded by step {action.snapshot} to compare with")
-        services = _recorded_services(recorded)
+        services = recorded_services(recorded)
         before = {n: service_state.from_dict(s) for n, s in recorded.get("states", {}).items()}
         if not services:
             return StepOutcome("no services to check")
@@ -314,7 +332,7 @@ class HostActions:
         )
         if recorded is None:
             return None
-        snapshot = set(_recorded_services(recorded))
+        snapshot = set(recorded_services(recorded))
         before = {n: service_state.from_dict(s) for n, s in recorded.get("states", {}).items()}
         known = [name for name in services if name in snapshot and name in before]
         if len(known) != len(services):
@@ -356,13 +374,6 @@ class HostActions:
     async def undo(self, host: Host, action: Action) -> str:
         outcome = await self.perform(host, "undo", action, {})
         return outcome.detail
-
-
-def _recorded_services(recorded: Mapping[str, Any]) -> list[str]:
-    """The services a snapshot recorded (journals before the ledger fact kept `setups`)."""
-    if "services" in recorded:
-        return [str(name) for name in recorded["services"]]
-    return [str(setup["service"]) for setup in recorded.get("setups", [])]
 
 
 def check_restart_report(result: CommandResult) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from typing import IO, TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from interlock.fleet.inventory import Host
 
+from interlock.observe.plain_text import printable
+
 # Event kinds, in the order a run produces them.
 RUN_STARTED = "run-started"
 WINDOW_WAITING = "window-waiting"
@@ -122,14 +124,19 @@ class TextLog:
 
 
 def describe(event: Event) -> str:
-    """One line that says what happened, for logs and plain-text progress."""
+    """One line that says what happened, for logs and plain-text progress.
+
+    Details carry hosts' output: the line is made printable, so it stays one line of text.
+    """
     where = " ".join(part for part in (event.host, event.step) if part)
     took = f" ({event.duration:.2f} s)" if event.duration is not None else ""
     detail = f": {event.detail}" if event.detail else ""
     state = f" {event.state}" if event.state else ""
     if event.kind in (RUN_STARTED, RUN_FINISHED):
-        return f"run {event.run}{state or ' started'}{took}{detail}"
-    if event.kind in (BATCH_STARTED, BATCH_FINISHED):
+        line = f"run {event.run}{state or ' started'}{took}{detail}"
+    elif event.kind in (BATCH_STARTED, BATCH_FINISHED):
         verb = "started" if event.kind == BATCH_STARTED else "finished"
-        return f"batch {event.batch} {verb}{took}{detail}"
-    return f"{event.kind} {where}{state}{took}{detail}".replace("  ", " ")
+        line = f"batch {event.batch} {verb}{took}{detail}"
+    else:
+        line = f"{event.kind} {where}{state}{took}{detail}".replace("  ", " ")
+    return printable(line)

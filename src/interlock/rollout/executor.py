@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from interlock.coordination.backend import Coordination, Group, LocalCoordination
 from interlock.errors import InterlockError
 from interlock.fleet.inventory import Host
 from interlock.rollout import events
@@ -52,7 +53,7 @@ class RunOutcome:
 
 @dataclass(frozen=True)
 class HostResult:
-    state: str  # done | failed | skipped
+    state: str  # done | failed | skipped | pending (never started)
     detail: str | None = None
 
 
@@ -61,6 +62,10 @@ class _HostFailed(Exception):
         super().__init__(f"{step}: {reason}")
         self.step = step
         self.reason = reason
+
+
+class _NotStarted(Exception):
+    """The run stopped while the host waited for its slots: it stays pending."""
 
 
 class _NothingToDo(Exception):
@@ -98,6 +103,7 @@ class Executor:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         reports: events.WaitReports | None = None,
+        coordination: Coordination | None = None,
     ) -> None:
         self.plan = plan
         self.run_id = run_id
@@ -119,6 +125,9 @@ class Executor:
         # What the host steps wait for: "gate waiting" events of this run (the actions report
         # theirs to the same, when built with it).
         self.report_wait = reports or events.WaitReports(bus, run_id)
+        # Slots shared with other actors (etcd), or nothing beyond this run's own limits.
+        self.coordination = coordination or LocalCoordination()
+        self.coordination.notify = lambda detail: self.emit(events.NOTICE, detail=detail)
 
     # --- control ------------------------------------------------------------------------------
 
@@ -400,6 +409,28 @@ class Executor:
     # --- one host -----------------------------------------------------------------------------
 
     async def run_host(self, batch: Batch, host_plan: HostPlan) -> HostResult:
+        """The host's work while it holds a slot in each of its limited groups."""
+        host = host_plan.host
+        groups = [
+            Group(f"{label}={value}", self.limits.limits[(label, value)])
+            for label, value in self.limits.groups_of(host)
+        ]
+
+        def waiting(detail: str) -> None:
+            if self.stop_mode:
+                raise _NotStarted
+            self.report_wait(host, "slot", detail)
+
+        try:
+            await self.coordination.acquire(host.name, groups, waiting)
+        except _NotStarted:
+            return HostResult("pending", "the run stopped while it waited for a slot")
+        try:
+            return await self.host_work(batch, host_plan)
+        finally:
+            await self.coordination.release(host.name)
+
+    async def host_work(self, batch: Batch, host_plan: HostPlan) -> HostResult:
         host = host_plan.host
         claim = self.journal.claim_host(self.run_id, batch.id, host.name)
         if claim is None:

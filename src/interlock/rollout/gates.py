@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from interlock.fleet.inventory import Host
 from interlock.host.services.base import ServiceState
@@ -133,3 +134,10 @@ def restarted(before: ServiceState | None, after: ServiceState) -> bool:
     if before is None:
         return after.active
     return after.differs_from(before)
+
+
+def recorded_services(recorded: Mapping[str, Any]) -> list[str]:
+    """The services a snapshot recorded (journals before the ledger fact kept `setups`)."""
+    if "services" in recorded:
+        return [str(name) for name in recorded["services"]]
+    return [str(setup["service"]) for setup in recorded.get("setups", [])]

@@ -121,7 +121,10 @@ class RunRecord:
 
     @property
     def plan(self) -> Plan:
-        return Plan.from_json(self.plan_json)
+        try:
+            return Plan.from_json(self.plan_json)
+        except ValueError as exc:
+            raise JournalError(f"run {self.id}: its stored plan cannot be read ({exc})") from None
 
     @property
     def finished(self) -> bool:

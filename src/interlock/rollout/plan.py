@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from interlock.fleet.inventory import Host, LoadBalancer
 from interlock.host.ledger import LEDGER_DIR
+from interlock.rollout.reboot_steps import BootRecord, CameBack, Reboot
 from interlock.rollout.schedule import NO_FAILURES, Amount, GroupLimit
 from interlock.rollout.window import ALWAYS, MaintenanceWindow, WindowSchedule
 
@@ -303,6 +304,9 @@ Action = (
     | Gate
     | Restarted
     | Soak
+    | BootRecord
+    | Reboot
+    | CameBack
 )
 
 
@@ -510,6 +514,9 @@ _RECORDS: dict[str, type[Any]] = {
         Gate,
         Restarted,
         Soak,
+        BootRecord,
+        Reboot,
+        CameBack,
         Step,
         Debt,
         HostPlan,
@@ -562,5 +569,8 @@ def decode(data: Any) -> Any:
         cls = _RECORDS.get(str(name))
         if cls is None:
             raise ValueError(f"unknown record type {name!r} in a stored plan")
-        return cls(**{key: decode(item) for key, item in data.items() if key != "@"})
+        try:
+            return cls(**{key: decode(item) for key, item in data.items() if key != "@"})
+        except TypeError as exc:  # a field this version does not have, or lacks
+            raise ValueError(f"stored {name} does not match this version: {exc}") from None
     return data

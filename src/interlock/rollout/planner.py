@@ -92,6 +92,10 @@ def build_plan(
 
 
 def host_plan(spec: RolloutSpec, host: Host) -> HostPlan:
+    if spec.action.reboot is not None:
+        from interlock.rollout.reboot import reboot_host_plan
+
+        return reboot_host_plan(spec, host)
     steps: list[Step] = []
     action = spec.action
     work: Action

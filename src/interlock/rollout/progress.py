@@ -15,6 +15,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from interlock.observe.plain_text import printable
 from interlock.rollout import events
 from interlock.rollout.events import Event, describe
 
@@ -135,8 +136,8 @@ class ProgressView:
         done_batches = sum(1 for b in self.batches if b.state == "done")
         header = Text.assemble(
             ("rollout ", "bold"),
-            (self.run, "cyan"),
-            f"  {self.state}  ",
+            (printable(self.run), "cyan"),
+            f"  {printable(self.state)}  ",
             f"batches {done_batches}/{len(self.batches)}  ",
             ("done ", "green"),
             str(self.count("done")),
@@ -149,19 +150,20 @@ class ProgressView:
         )
         parts: list[RenderableType] = [header]
         if self.batch_wait:
-            parts.append(Text(f"waiting: {self.batch_wait}", style="yellow"))
+            parts.append(Text(f"waiting: {printable(self.batch_wait)}", style="yellow"))
         table = Table(show_edge=False, pad_edge=False, header_style="bold", expand=False)
         for column in ("batch", "host", "state", "step", "for", "waiting on / detail"):
             table.add_column(column)
         for view in self.rows():
             running = view.state == "running"
+            # Every value is a Text: names, steps and details are data, never rich markup.
             table.add_row(
-                view.batch,
-                view.name,
-                Text(view.state, style=STATE_STYLE.get(view.state, "")),
-                view.step if running else "",
-                f"{time.monotonic() - view.since:4.0f} s" if running else "",
-                Text((view.waiting if running else view.detail)[:90], style="dim"),
+                Text(printable(view.batch)),
+                Text(printable(view.name)),
+                Text(printable(view.state), style=STATE_STYLE.get(view.state, "")),
+                Text(printable(view.step) if running else ""),
+                Text(f"{time.monotonic() - view.since:4.0f} s" if running else ""),
+                Text(printable(view.waiting if running else view.detail, 90), style="dim"),
             )
         parts.append(table)
         parts.extend(Text(line, style="dim") for line in self.recent)

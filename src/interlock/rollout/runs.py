@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from interlock.coordination.backend import Coordination
+from interlock.coordination.selection import open_coordination
 from interlock.errors import InterlockError, UsageError
 from interlock.fleet.inventory import Inventory, LoadBalancer
 from interlock.fleet.status import gather_status_sync
@@ -56,6 +58,7 @@ def settings_for(spec: RolloutSpec, inventory: Inventory) -> dict[str, Any]:
         "loadbalancers": [encode(lb) for lb in inventory.loadbalancers.values()],
         "lb_hosts": lb_hosts,
         "spec": spec.path,
+        "coordination": spec.coordination,
     }
 
 
@@ -144,8 +147,11 @@ async def execute(
     *,
     session: Session | None = None,
     on_executor: ExecutorHook | None = None,
+    coordination: Coordination | None = None,
 ) -> RunOutcome:
-    """Execute (or resume) a run while holding its lock; closes the session afterwards."""
+    """Execute (or resume) a run while holding its lock; closes the session afterwards.
+
+    Coordination: the one given, else the one the run was started with (its spec's)."""
     if run.finished:
         raise InterlockError(f"run {run.id} is {run.state}: nothing to resume")
     lock = journal.lock_run(run.id)
@@ -154,25 +160,47 @@ async def execute(
         current = journal.run(run.id)  # re-read under the lock
         if current.finished:
             raise InterlockError(f"run {run.id} is {current.state}: nothing to resume")
-        chosen = session or open_session(current)
+        # Aborting only undoes (drains, masks): it needs no slot, and works with etcd down.
+        shared = None if current.state == "aborting" else current.settings.get("coordination")
+        slots = coordination or open_coordination(shared)
+        await slots.open(run.id, run_kind(current.plan.title), current.plan.title)
         try:
-            plan = current.plan
-            probes = ProbeRunner(chosen.transport, chosen.local)
-            reports = WaitReports(bus, run.id)
-            actions = HostActions(chosen.transport, chosen.balancer, probes, reports)
-            executor = Executor(plan, run.id, journal, actions, probes, bus, reports=reports)
-            if on_executor is not None:
-                on_executor(executor)
-            if current.state == "aborting":
-                outcome = await abort_here(executor)
-            else:
-                outcome = await executor.run()
-            finished = outcome.state in ("complete", "aborted")
-            return outcome
+            chosen = session or open_session(current)
+            try:
+                plan = current.plan
+                probes = ProbeRunner(chosen.transport, chosen.local)
+                reports = WaitReports(bus, run.id)
+                actions = HostActions(chosen.transport, chosen.balancer, probes, reports)
+                executor = Executor(
+                    plan,
+                    run.id,
+                    journal,
+                    actions,
+                    probes,
+                    bus,
+                    reports=reports,
+                    coordination=slots,
+                )
+                if on_executor is not None:
+                    on_executor(executor)
+                if current.state == "aborting":
+                    outcome = await abort_here(executor)
+                else:
+                    outcome = await executor.run()
+                finished = outcome.state in ("complete", "aborted")
+                return outcome
+            finally:
+                await chosen.close()
         finally:
-            await chosen.close()
+            await slots.close()
     finally:
         lock.release(remove=finished)
+
+
+def run_kind(title: str) -> str:
+    """What other actors see this run as: the plan title's first word (Rollout:, Upgrade:)."""
+    word = title.split(":", 1)[0].strip().lower()
+    return word if word.isalpha() else "rollout"
 
 
 async def abort_here(executor: Executor) -> RunOutcome:

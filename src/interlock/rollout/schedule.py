@@ -18,7 +18,8 @@ from enum import Enum
 
 from interlock.fleet.inventory import Host
 
-_AMOUNT_RE = re.compile(r"(\d+(?:\.\d+)?)(%?)")
+# Up to 9 digits: a count beyond that is a typing mistake, and as a float it overflows.
+_AMOUNT_RE = re.compile(r"(\d{1,9}(?:\.\d{1,9})?)(%?)")
 
 
 class Rounding(Enum):

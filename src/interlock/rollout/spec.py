@@ -7,6 +7,9 @@ flag. The file's layout:
 limit: controllers              # which inventory hosts (an Ansible-style pattern)
 action:                         # exactly one of deferred / restart / command
   deferred: interlock           # or `ledger`, for hosts without interlock installed
+  reboot: needed                # or always: reboot (instead of restarting) hosts that need it
+  reboot_command: systemctl reboot
+  reboot_timeout: 10m           # to come back from a new boot
 schedule:
   canary: 1
   waves: [25%, 50%, 100%]       # cumulative: a quarter done, then half, then all
@@ -26,6 +29,7 @@ post_gates:
   deadline: 2m
   soak: 10s
 failures: {budget: 0, on_failure: pause}
+coordination: etcd://10.0.0.1:2379,10.0.0.2:2379   # slots shared with other actors (default local)
 ```
 Commands and post-gate probes may name the host: {name}, {address}, {labels[KEY]} (other braces,
 such as a shell's ${VAR}, are left alone in commands). `interlock:` says how to run interlock on
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 import shlex
 import string
@@ -58,6 +63,9 @@ from interlock.rollout.plan import (
     RabbitQueuesProbe,
     TcpProbe,
 )
+from interlock.rollout.reboot_steps import ALWAYS, WHEN
+from interlock.rollout.reboot_steps import DEFAULT_COMMAND as DEFAULT_REBOOT_COMMAND
+from interlock.rollout.reboot_steps import DEFAULT_DEADLINE as DEFAULT_REBOOT_DEADLINE
 from interlock.rollout.schedule import NO_FAILURES, Amount, GroupLimit, Schedule
 from interlock.rollout.window import (
     MaintenanceWindow,
@@ -85,8 +93,19 @@ _TOP_KEYS = (
     "pre_gates",
     "post_gates",
     "failures",
+    "coordination",
 )
-_ACTION_KEYS = ("deferred", "restart", "command", "check", "via", "timeout")
+_ACTION_KEYS = (
+    "deferred",
+    "restart",
+    "command",
+    "check",
+    "via",
+    "timeout",
+    "reboot",
+    "reboot_command",
+    "reboot_timeout",
+)
 _SCHEDULE_KEYS = (
     "canary",
     "waves",
@@ -120,8 +139,15 @@ class ActionSpec:
     argv: tuple[str, ...] = ()
     check: tuple[str, ...] | None = None
     timeout: float = 120.0
+    reboot: str | None = None  # with deferred: reboot the hosts that need it (or always)
+    reboot_argv: tuple[str, ...] = DEFAULT_REBOOT_COMMAND
+    reboot_timeout: float = DEFAULT_REBOOT_DEADLINE
 
     def describe(self) -> str:
+        if self.reboot == ALWAYS:
+            return "reboot (paying the deferred restarts)"
+        if self.reboot is not None:
+            return f"reboot where needed, else apply deferred restarts (via {self.via})"
         if self.kind == "deferred":
             return f"apply deferred restarts (via {self.via})"
         if self.kind == "restart":
@@ -167,6 +193,7 @@ class RolloutSpec:
     post_gates: PostGateSpec = field(default_factory=PostGateSpec)
     failure_budget: Amount = NO_FAILURES
     on_failure: str = "pause"  # pause | abort
+    coordination: str | None = None  # None/local, or etcd://host:port,… shared slots
 
 
 # --- values shared by the file and the flags ----------------------------------------------------
@@ -190,8 +217,19 @@ def parse_duration(value: object) -> float:
                 ) from None
             scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
             seconds = sum(float(number) * scale[unit] for number, unit in parts)
+    if not math.isfinite(seconds):
+        raise ValueError(f"expected a finite duration, not {value!r}")
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative: {value!r}")
+    return seconds
+
+
+def parse_period(value: object) -> float:
+    """A timeout, an interval or a deadline: a duration longer than 0 (0 would spin or expire
+    before anything could answer)."""
+    seconds = parse_duration(value)
+    if seconds == 0:
+        raise ValueError(f"must be longer than 0, not {value!r}")
     return seconds
 
 
@@ -380,6 +418,13 @@ class _SpecReader(MarkedReader):
             if not isinstance(value, str) or not value.startswith("/"):
                 raise self.fail("ledger_dir must be an absolute path", data.line_of("ledger_dir"))
             changes["ledger_dir"] = value
+        if "coordination" in data:
+            from interlock.coordination.selection import check_coordination
+
+            try:
+                changes["coordination"] = check_coordination(str(data["coordination"]))
+            except UsageError as exc:
+                raise self.fail(str(exc), data.line_of("coordination")) from None
         changes["action"] = self.action(data)
         changes.update(self.schedule(data))
         changes["drain"] = self.drain(data)
@@ -404,7 +449,7 @@ class _SpecReader(MarkedReader):
             )
         timeout = 120.0
         if "timeout" in section:
-            timeout = float(self.value(section, "timeout", parse_duration, "action"))
+            timeout = float(self.value(section, "timeout", parse_period, "action"))
         if "check" in section and kinds != ["command"]:
             raise self.fail("action.check goes with action.command", section.line_of("check"))
         if "via" in section:
@@ -414,6 +459,7 @@ class _SpecReader(MarkedReader):
                 section.line_of("via"),
             )
         kind = kinds[0] if kinds else "deferred"
+        reboot = self.reboot(section, kind)
         if kind == "deferred":
             via = section.get("deferred", "interlock")
             if via not in ("interlock", "ledger"):
@@ -421,7 +467,13 @@ class _SpecReader(MarkedReader):
                     f"action.deferred must be interlock or ledger, not {via!r}",
                     section.line_of("deferred"),
                 )
-            return ActionSpec("deferred", str(via), timeout=timeout)
+            action = ActionSpec("deferred", str(via), timeout=timeout)
+            if reboot:
+                try:
+                    return with_reboot(action, **reboot)
+                except ValueError as exc:
+                    raise self.fail(f"action.reboot: {exc}", section.line_of("reboot")) from None
+            return action
         if kind == "restart":
             raw = section["restart"]
             via = "service"
@@ -443,6 +495,31 @@ class _SpecReader(MarkedReader):
         argv = self.value(section, "command", parse_argv, "action")
         check = self.value(section, "check", parse_argv, "action") if "check" in section else None
         return ActionSpec("command", "", argv=argv, check=check, timeout=timeout)
+
+    def reboot(self, section: MarkedMap, kind: str) -> dict[str, Any]:
+        given = [key for key in ("reboot", "reboot_command", "reboot_timeout") if key in section]
+        if not given:
+            return {}
+        if "reboot" not in section:
+            raise self.fail(f"action.{given[0]} goes with action.reboot", section.line_of(given[0]))
+        if kind != "deferred":
+            raise self.fail(
+                f"action.reboot replaces deferred restarts: it does not go with action.{kind}",
+                section.line_of("reboot"),
+            )
+        when = section["reboot"]
+        if when is True:
+            when = "needed"
+        if when not in WHEN:
+            raise self.fail(
+                f"action.reboot must be needed or always, not {when!r}", section.line_of("reboot")
+            )
+        options: dict[str, Any] = {"when": when}
+        if "reboot_command" in section:
+            options["argv"] = self.value(section, "reboot_command", parse_argv, "action")
+        if "reboot_timeout" in section:
+            options["timeout"] = self.value(section, "reboot_timeout", parse_duration, "action")
+        return options
 
     def schedule(self, data: MarkedMap) -> dict[str, Any]:
         section = self.mapping(data, "schedule", _SCHEDULE_KEYS)
@@ -689,7 +766,7 @@ class _SpecReader(MarkedReader):
             changes["probes"] = self.probes(section, "checks", pre=True)
         for key in ("interval", "timeout"):
             if key in section:
-                changes[key] = self.value(section, key, parse_duration, "pre_gates")
+                changes[key] = self.value(section, key, parse_period, "pre_gates")
         return dataclasses.replace(gates, **changes)
 
     def post_gates(self, data: MarkedMap) -> PostGateSpec:
@@ -712,7 +789,8 @@ class _SpecReader(MarkedReader):
             changes["passes"] = passes
         for key in ("interval", "deadline", "soak"):
             if key in section:
-                changes[key] = self.value(section, key, parse_duration, "post_gates")
+                parse = parse_duration if key == "soak" else parse_period
+                changes[key] = self.value(section, key, parse, "post_gates")
         return dataclasses.replace(PostGateSpec(), **changes)
 
 
@@ -764,6 +842,31 @@ class SpecFlags:
     pre_gate_timeout: str | None = None
     failure_budget: str | None = None
     on_failure: str | None = None
+    reboot: str | None = None
+    reboot_command: str | None = None
+    reboot_timeout: str | None = None
+
+
+def with_reboot(
+    action: ActionSpec,
+    when: str,
+    argv: tuple[str, ...] | None = None,
+    timeout: float | None = None,
+) -> ActionSpec:
+    """The deferred-restart action with reboots: a host that needs one is rebooted instead."""
+    if action.kind != "deferred":
+        raise ValueError("a reboot replaces deferred restarts: it goes with the deferred action")
+    if action.via != "interlock":
+        raise ValueError(
+            "after a reboot `interlock check` on the host clears what it paid: "
+            "it needs the deferred action via interlock"
+        )
+    return dataclasses.replace(
+        action,
+        reboot=when,
+        reboot_argv=argv or action.reboot_argv,
+        reboot_timeout=action.reboot_timeout if timeout is None else timeout,
+    )
 
 
 def apply_flags(spec: RolloutSpec, flags: SpecFlags) -> RolloutSpec:
@@ -808,8 +911,20 @@ def apply_flags(spec: RolloutSpec, flags: SpecFlags) -> RolloutSpec:
         action = dataclasses.replace(action, check=parsed("--check", parse_argv, flags.check))
     if flags.action_timeout is not None:
         action = dataclasses.replace(
-            action, timeout=parsed("--action-timeout", parse_duration, flags.action_timeout)
+            action, timeout=parsed("--action-timeout", parse_period, flags.action_timeout)
         )
+    if flags.reboot is not None or action.reboot is not None:
+        reboot_argv = timeout_value = None
+        if flags.reboot_command is not None:
+            reboot_argv = parsed("--reboot-command", parse_argv, flags.reboot_command)
+        if flags.reboot_timeout is not None:
+            timeout_value = parsed("--reboot-timeout", parse_duration, flags.reboot_timeout)
+        when = flags.reboot or action.reboot or "needed"
+        action = parsed(
+            "--reboot", lambda a: with_reboot(a, when, reboot_argv, timeout_value), action
+        )
+    elif flags.reboot_command is not None or flags.reboot_timeout is not None:
+        raise UsageError("--reboot-command and --reboot-timeout go with --reboot")
     changes["action"] = action
 
     schedule = spec.schedule
@@ -881,7 +996,8 @@ def apply_flags(spec: RolloutSpec, flags: SpecFlags) -> RolloutSpec:
         ("--soak", "soak", flags.soak),
     ):
         if value is not None:
-            timing: dict[str, Any] = {name: parsed(flag, parse_duration, value)}
+            parse = parse_duration if name == "soak" else parse_period
+            timing: dict[str, Any] = {name: parsed(flag, parse, value)}
             post = dataclasses.replace(post, **timing)
     if flags.restarted_gate is not None:
         post = dataclasses.replace(post, restarted=flags.restarted_gate)
@@ -895,7 +1011,7 @@ def apply_flags(spec: RolloutSpec, flags: SpecFlags) -> RolloutSpec:
         )
     if flags.pre_gate_timeout is not None:
         pre = dataclasses.replace(
-            pre, timeout=parsed("--pre-gate-timeout", parse_duration, flags.pre_gate_timeout)
+            pre, timeout=parsed("--pre-gate-timeout", parse_period, flags.pre_gate_timeout)
         )
     changes["pre_gates"] = pre
     if flags.failure_budget is not None:

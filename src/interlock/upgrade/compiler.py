@@ -11,7 +11,14 @@ The plan, batch by batch:
    really restarted, health gate, enable; then the other controllers; then each other role
    with its own concurrency, stagger and wait between services; then, if the project has them,
    contract and online data migrations on the first controller.
-4. finalize: resume config management; each upgraded project's upgrade check on the first
+4. a role visited once (`visits: {compute: once}`) is left out of its projects' batches and
+   gets one batch, right after the controller phase of its last project: each host holds all
+   of its projects' services at once, installs all their packages in one transaction, and
+   releases them in the reverse of the project order (the later projects' agents, e.g. the
+   network, are what the earlier ones' services use on the host), with each project's waits.
+   Its services run one release behind the controllers meanwhile, as upstream's rolling
+   upgrades allow. A project's contract and online migrations wait for its visits.
+5. finalize: resume config management; each upgraded project's upgrade check on the first
    controller.
 
 Only hosts with something to upgrade appear, and on each only what it has installed with a
@@ -21,7 +28,8 @@ upgraded gets no plan at all.
 
 from __future__ import annotations
 
-import math
+import dataclasses
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -36,17 +44,21 @@ from interlock.rollout.plan import (
     Plan,
     PreGates,
     Restarted,
+    RunCommand,
     Snapshot,
     Soak,
     Step,
 )
 from interlock.rollout.planner import fill_probe
+from interlock.rollout.schedule import Amount, GroupLimit
 from interlock.upgrade import steps
 from interlock.upgrade.facts import HostFacts, RoleHosts, roles_by_host
 from interlock.upgrade.recipe import Project, Recipe, RoleWork
 
 SNAPSHOT = "snapshot"
 FINALIZE = "finalize"
+VISIT = "visit"  # batch ids visit/ROLE[+ROLE]: hosts taking all their projects at once
+VISIT_LABEL = "interlock-visit"  # a visited host's role, for the batch's per-role limits
 # Steps the recipe's estimates do not cover: quick reads of the host.
 QUICK_STEP = 1.0
 
@@ -62,9 +74,14 @@ class UpgradePlan:
     estimates: Mapping[str, float] = field(default_factory=dict)  # batch id -> seconds
     notes: tuple[str, ...] = ()
     projects: tuple[str, ...] = ()  # the projects with work, in order
+    # host -> the estimated length of each time its services are held (first hold to last
+    # release), in plan order; a host whose services are never held is absent
+    interruptions: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    visits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # role -> its projects
 
     @property
     def seconds(self) -> float:
+        """The makespan: batches run one after another."""
         return sum(self.estimates.values())
 
 
@@ -90,6 +107,8 @@ class _Compiler:
             raise UsageError("no facts for host(s) " + ", ".join(missing))
         self.notes: list[str] = []
         self.estimates: dict[str, float] = {}
+        self.visited: dict[str, tuple[str, ...]] = {}
+        self.limits: list[GroupLimit] = []
 
     def compile(self) -> UpgradePlan:
         recipe = self.recipe
@@ -121,9 +140,7 @@ class _Compiler:
                 "every host already has the release's versions; config management is still "
                 "paused on " + ", ".join(h.name for h in paused) + ": only finalize runs"
             )
-        for project in recipe.projects:
-            if work[project.name]:
-                batches.extend(self.project(project, work[project.name], first))
+        batches.extend(self.projects_and_visits(work, first))
         names = {h.name for h in touched} | {h.name for h in paused}
         resume = [host for host, _ in self.by_host.values() if host.name in names]
         batches.extend(self.finalize(resume, first, projects))
@@ -131,6 +148,7 @@ class _Compiler:
         plan = Plan(
             title=f"Upgrade: {recipe.name}",
             batches=tuple(batches),
+            limits=tuple(self.limits),
             failure_budget=recipe.failure_budget,
             on_failure=recipe.on_failure,
             schedule=f"prepare, then {len(projects)} project(s) in order ({where} first in "
@@ -143,6 +161,8 @@ class _Compiler:
             dict(self.estimates),
             tuple(self.notes),
             projects,
+            self.interruptions(plan),
+            self.visited,
         )
 
     # --- who does what ----------------------------------------------------------------------
@@ -274,6 +294,8 @@ class _Compiler:
                     )
                 )
         for role_work in project.roles:
+            if role_work is not controller and self.recipe.visited_once(role_work.role):
+                continue
             plans = tuple(
                 self.host_plan(
                     project, role_work, host, upgrades[(host.name, role_work.role)], first=False
@@ -295,19 +317,51 @@ class _Compiler:
                     pre_gates=gates,
                 )
             )
-        finish = self.finish_steps(project)
-        if finish and first is not None:
-            batches.append(
-                Batch(
-                    f"{name}/finish",
-                    f"{name}: finish the database on {first.name}",
-                    (HostPlan(first, tuple(finish)),),
-                    1,
-                    pre_gates=gates,
-                )
-            )
         for batch in batches:
             self.estimate(batch, project)
+        return batches
+
+    def finish(self, project: Project, first: Host | None) -> list[Batch]:
+        """Contract and online migrations, once every host of the project runs the new code."""
+        steps_ = self.finish_steps(project)
+        if not steps_ or first is None:
+            return []
+        batch = Batch(
+            f"{project.name}/finish",
+            f"{project.name}: finish the database on {first.name}",
+            (HostPlan(first, tuple(steps_)),),
+            1,
+            pre_gates=PreGates(probes=self.recipe.pre_gates),
+        )
+        self.estimate(batch, project)
+        return [batch]
+
+    def projects_and_visits(self, work: dict[str, HostWork], first: Host | None) -> list[Batch]:
+        """Projects in order; each role visited once right after the controller phase of its
+        last project; each project's finish after the last of its hosts has the new code."""
+        recipe = self.recipe
+        order = [p for p in recipe.projects if work[p.name]]
+        worked = {
+            p.name: {w.role for items in work[p.name].values() for w, _ in items} for p in order
+        }
+        last: dict[str, int] = {}  # role visited once -> index of its last project with work
+        for index, project in enumerate(order):
+            for role in worked[project.name]:
+                if role != recipe.controller_role and recipe.visited_once(role):
+                    last[role] = index
+        finish_at = {
+            project.name: max([index] + [last[r] for r in worked[project.name] if r in last])
+            for index, project in enumerate(order)
+        }
+        batches: list[Batch] = []
+        for index, project in enumerate(order):
+            batches.extend(self.project(project, work[project.name], first))
+            due = [w.role for w in project.roles if last.get(w.role) == index]
+            if due:
+                batches.extend(self.visit(due, order, work))
+            for done in order:
+                if finish_at[done.name] == index:
+                    batches.extend(self.finish(done, first))
         return batches
 
     def finalize(
@@ -357,6 +411,150 @@ class _Compiler:
         )
         self.estimate(batch, None)
         return [batch]
+
+    # --- a role visited once ---------------------------------------------------------------
+
+    def visit(
+        self, roles: Sequence[str], order: Sequence[Project], work: dict[str, HostWork]
+    ) -> list[Batch]:
+        """One batch for the roles due at the same point: each host takes all of its projects
+        in one visit; the roles run side by side, each within its own concurrency."""
+        plans: list[HostPlan] = []
+        concurrency = 0
+        staggers = []
+        for role in roles:
+            mine = [
+                (project, role_work)
+                for project in order
+                for role_work in project.roles
+                if role_work.role == role
+                and any(w is role_work for items in work[project.name].values() for w, _ in items)
+            ]
+            hosts = []
+            for host in self.roles.get(role, []):
+                items = [
+                    (project, role_work, upgrades)
+                    for project, role_work in mine
+                    for w, upgrades in work[project.name].get(host.name, [])
+                    if w is role_work
+                ]
+                if items:
+                    labelled = dataclasses.replace(host, labels={**host.labels, VISIT_LABEL: role})
+                    hosts.append(self.visit_plan(labelled, items))
+            if not hosts:
+                continue
+            self.visited[role] = tuple(project.name for project, _ in mine)
+            limit = min(min(w.concurrency for _, w in mine), len(hosts))
+            self.limits.append(GroupLimit(VISIT_LABEL, Amount(limit), value=role))
+            concurrency += limit
+            staggers.append(max(w.stagger for _, w in mine))
+            plans.extend(hosts)
+        if not plans:
+            return []
+        done = [role for role in roles if role in self.visited]
+        batch = Batch(
+            f"{VISIT}/{'+'.join(done)}",
+            "one visit per host: "
+            + "; ".join(f"{role} ({', '.join(self.visited[role])})" for role in done),
+            tuple(plans),
+            concurrency,
+            stagger=max(staggers),
+            pre_gates=PreGates(probes=self.recipe.pre_gates),
+        )
+        self.estimate(batch, None)
+        return [batch]
+
+    def visit_plan(
+        self, host: Host, items: Sequence[tuple[Project, RoleWork, Upgrades]]
+    ) -> HostPlan:
+        """Hold every service of every project, one install, release in reverse project order."""
+        recipe = self.recipe
+        groups: list[tuple[Project, RoleWork, list[str]]] = []
+        seen: set[str] = set()
+        for project, role_work, _ in items:
+            services = [s for s in self.present(host, role_work.services) if s not in seen]
+            absent = [s for s in role_work.services if s not in self.facts[host.name].services]
+            if absent:
+                self.notes.append(
+                    f"{project.name} on {host.name}: no service {', '.join(absent)} there"
+                )
+            seen.update(services)
+            groups.append((project, role_work, services))
+        services = [s for _, _, group in groups for s in group]
+        packages = list(dict.fromkeys(p for _, _, upgrades in items for p in upgrades))
+        keep = recipe.cleanup_services == "leave-stopped"
+        start_order = [s for _, _, group in reversed(groups) for s in group]
+        result: list[Step] = []
+        if services:
+            result.append(Step(SNAPSHOT, Snapshot(tuple(services)), sticky=True))
+            result.append(
+                Step(
+                    "hold",
+                    steps.hold(services),
+                    undo=None if keep else steps.release(start_order),
+                    left_on_failure="its services stay stopped (on_failure.services: leave-stopped)"
+                    if keep
+                    else None,
+                    title="stop, disable, mask " + ", ".join(services),
+                )
+            )
+        result.append(
+            Step(
+                "install",
+                steps.install(packages),
+                sticky=True,
+                title="install " + _versions(packages),
+            )
+        )
+        releases: list[Step] = []
+        for project, role_work, group in reversed(groups):
+            if not group:
+                continue
+            if role_work.service_wait:
+                for service in group:
+                    releases.append(
+                        Step(
+                            f"release-{service}",
+                            steps.release([service]),
+                            title=f"{project.name}: unmask, enable, start {service}",
+                        )
+                    )
+                    releases.append(
+                        Step(
+                            f"wait-{service}",
+                            Soak(role_work.service_wait),
+                            title=f"wait {role_work.service_wait:g} s after starting {service}",
+                        )
+                    )
+            else:
+                releases.append(
+                    Step(
+                        f"release-{project.name}",
+                        steps.release(group),
+                        title=f"{project.name}: unmask, enable, start " + ", ".join(group),
+                    )
+                )
+        ids = [step.id for step in releases]
+        if len(set(ids)) != len(ids):
+            raise UsageError(
+                f"{host.name}: a project and a service share a name ({', '.join(ids)}): "
+                "rename the project"
+            )
+        if releases:
+            # The hold is undone by the last release: a failure before it releases them all
+            # (releasing a service already started changes nothing).
+            last = max(i for i, step in enumerate(releases) if step.id.startswith("release-"))
+            releases[last] = dataclasses.replace(releases[last], undoes="hold")
+        result.extend(releases)
+        if services:
+            result.append(Step("restarted", Restarted(SNAPSHOT, recipe.health.deadline)))
+        probes = tuple(
+            fill_probe(probe, host) for _, role_work, _ in items for probe in role_work.health
+        )
+        if probes:
+            gate = recipe.health
+            result.append(Step("health", Gate(probes, gate.passes, gate.interval, gate.deadline)))
+        return HostPlan(host, tuple(result))
 
     # --- one host in one project -------------------------------------------------------------
 
@@ -505,13 +703,34 @@ class _Compiler:
     # --- how long ---------------------------------------------------------------------------
 
     def estimate(self, batch: Batch, project: Project | None) -> None:
-        """Rounds of `concurrency` hosts, each as long as its longest host, or the stagger."""
-        if not batch.hosts:
-            return
-        longest = max(self.host_seconds(plan, project) for plan in batch.hosts)
-        rounds = math.ceil(len(batch.hosts) / batch.concurrency)
-        staggered = (len(batch.hosts) - 1) * batch.stagger + longest
-        self.estimates[batch.id] = max(rounds * longest, staggered)
+        if batch.hosts:
+            hosts = [
+                (self.host_seconds(plan, project), plan.host.labels.get(VISIT_LABEL))
+                for plan in batch.hosts
+            ]
+            limits = {limit.value: int(limit.amount.value) for limit in self.limits}
+            self.estimates[batch.id] = window_seconds(
+                hosts, batch.concurrency, batch.stagger, limits
+            )
+
+    def interruptions(self, plan: Plan) -> dict[str, tuple[float, ...]]:
+        """Per host, each time its services are held: from the first hold to the last release
+        (config management's pause for the whole upgrade is not counted)."""
+        found: dict[str, list[float]] = {}
+        for batch in plan.batches:
+            project = next(
+                (p for p in self.recipe.projects if p.name == section_of(batch.id)), None
+            )
+            for host_plan in batch.hosts:
+                ids = [step.id.partition("-")[0] for step in host_plan.steps]
+                if "hold" not in ids:
+                    continue
+                start = ids.index("hold")
+                end = len(ids) - 1 - ids[::-1].index("release")
+                held = host_plan.steps[start : end + 1]
+                seconds = sum(self.step_seconds(step, project) for step in held)
+                found.setdefault(host_plan.host.name, []).append(seconds)
+        return {name: tuple(times) for name, times in found.items()}
 
     def host_seconds(self, plan: HostPlan, project: Project | None) -> float:
         return sum(self.step_seconds(step, project) for step in plan.steps)
@@ -522,7 +741,11 @@ class _Compiler:
         kind = _ESTIMATE_KINDS.get(step.id.partition("-")[0]) or _ESTIMATE_KINDS.get(step.id)
         if kind is None:
             return QUICK_STEP
-        return self.recipe.estimate(kind, project)
+        seconds = self.recipe.estimate(kind, project)
+        if kind in ("hold", "release") and isinstance(step.action, RunCommand):
+            # The scripts stop or start the services one after another.
+            seconds *= max(1, len(step.action.argv) - 4)  # sh -c SCRIPT sh SERVICE...
+        return seconds
 
 
 _ESTIMATE_KINDS = {
@@ -533,15 +756,57 @@ _ESTIMATE_KINDS = {
     "apt-update": "apt_update",
     "preinstall": "preinstall",
     "drain": "drain",
+    "snapshot": "snapshot",
     "hold": "hold",
     "install": "install",
     "db": "db",
     "release": "release",
+    "restarted": "restarted",
     "health": "health",
     "enable": "enable",
     "online-migrations": "online_migrations",
     "upgrade": "upgrade_check",
 }
+
+
+def window_seconds(
+    hosts: Sequence[tuple[float, str | None]],
+    concurrency: int,
+    stagger: float,
+    limits: Mapping[str | None, int] | None = None,
+) -> float:
+    """How long a batch takes in the executor's sliding window: hosts (seconds, group) start in
+    order, each as soon as a slot is free, its group is under its limit and `stagger` has
+    passed since the previous start; the batch ends when the last host does."""
+    caps = limits or {}
+    pending = list(hosts)
+    running: list[tuple[float, str | None]] = []
+    now = 0.0
+    last: float | None = None
+    while pending or running:
+        running = [item for item in running if item[0] > now]
+        if not (pending or running):
+            break
+        if pending and len(running) < concurrency and (last is None or now >= last + stagger):
+            busy = Counter(group for _, group in running)
+            pick = next(
+                (
+                    index
+                    for index, (_, group) in enumerate(pending)
+                    if group not in caps or busy[group] < caps[group]
+                ),
+                None,
+            )
+            if pick is not None:
+                length, group = pending.pop(pick)
+                running.append((now + length, group))
+                last = now
+                continue
+        wakes = [end for end, _ in running]
+        if pending and last is not None and now < last + stagger:
+            wakes.append(last + stagger)
+        now = min(wakes)
+    return now
 
 
 def _versions(packages: Sequence[tuple[str, str]]) -> str:

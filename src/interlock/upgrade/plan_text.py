@@ -6,10 +6,11 @@ The shared host scripts are printed once, at the top, under the names the steps 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 
 from interlock.rollout.plan import Action, HostPlan, Plan, RunCommand
-from interlock.upgrade.compiler import UpgradePlan, section_of
+from interlock.upgrade.compiler import VISIT_LABEL, UpgradePlan, section_of
 from interlock.upgrade.steps import SCRIPTS, shown_commands
 
 SOURCES = "INTERLOCK_SOURCES"
@@ -51,9 +52,13 @@ def render(upgrade: UpgradePlan) -> str:
         "otherwise"
     )
     lines.append(
-        f"  estimated duration: {duration(upgrade.seconds)} (the recipe's waits and "
-        "concurrency, with its per-step estimates)"
+        f"  estimated makespan: {duration(upgrade.seconds)} (batches one after another, each "
+        "through its sliding window: concurrency, per-role limits, stagger and waits, with the "
+        "recipe's per-step estimates)"
     )
+    for role, projects in upgrade.visits.items():
+        lines.append(f"  one visit per {role} host for {', '.join(projects)}")
+    lines.extend(interruption_lines(upgrade))
     values = {recipe.repository.content: SOURCES}
     legend = [(name, SCRIPTS[name]) for name in scripts_in(plan)]
     legend.append((SOURCES, recipe.repository.content))
@@ -68,13 +73,24 @@ def render(upgrade: UpgradePlan) -> str:
         current = section_of(batch.id)
         if current != section:
             section = current
-            took = sum(
-                seconds for bid, seconds in upgrade.estimates.items() if section_of(bid) == section
-            )
+            run = []  # this section's batches in a row (a project's finish can come later)
+            for later in plan.batches[number - 1 :]:
+                if section_of(later.id) != section:
+                    break
+                run.append(later.id)
+            took = sum(upgrade.estimates.get(bid, 0.0) for bid in run)
             lines.append("")
             lines.append(f"== {section} ==  (about {duration(took)})")
         lines.append("")
         spacing = f", stagger {batch.stagger:g} s" if batch.stagger else ""
+        roles = [
+            f"{limit.value} {limit.amount}"
+            for limit in plan.limits
+            if limit.label == VISIT_LABEL
+            and any(hp.host.labels.get(VISIT_LABEL) == limit.value for hp in batch.hosts)
+        ]
+        if roles:
+            spacing += ": " + ", ".join(roles)
         estimate = upgrade.estimates.get(batch.id)
         about = f" · about {duration(estimate)}" if estimate is not None else ""
         count = len(batch.hosts)
@@ -92,6 +108,48 @@ def render(upgrade: UpgradePlan) -> str:
         for host_plan in batch.hosts:
             lines.extend(render_host(host_plan, values))
     return "\n".join(lines)
+
+
+def natural_key(name: str) -> list[tuple[int, int | str]]:
+    """cmp2 before cmp10: digit runs compare as numbers."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
+
+
+def interruption_lines(upgrade: UpgradePlan) -> list[str]:
+    """Per host, how often its services are held and for how long in the estimate; hosts with
+    the same figures in a row (natural order) share a line."""
+    if upgrade.plan is None:
+        return []
+    names = sorted({hp.host.name for hp in upgrade.plan.hosts}, key=natural_key)
+    rows: list[tuple[list[str], str]] = []
+    for name in names:
+        times = upgrade.interruptions.get(name, ())
+        if not times:
+            figure = "not interrupted"
+        else:
+            figure = f"{len(times)} time{'s' if len(times) != 1 else ''}, {duration(sum(times))}"
+            if len(times) > 1:
+                figure += f" in all (longest {duration(max(times))})"
+        stem = re.sub(r"\d+$", "", name)
+        if rows and rows[-1][1] == figure and re.sub(r"\d+$", "", rows[-1][0][-1]) == stem:
+            rows[-1][0].append(name)
+        else:
+            rows.append(([name], figure))
+    lines = ["  service interruptions per host (held → released, estimated):"]
+    width = max(len(_hosts(group)) for group, _ in rows)
+    lines.extend(f"    {_hosts(group):<{width}}  {figure}" for group, figure in rows)
+    paused = upgrade.recipe.config_management
+    if paused:
+        lines.append(
+            f"    (config management, {', '.join(paused)}, stays paused from prepare to finalize)"
+        )
+    return lines
+
+
+def _hosts(group: Sequence[str]) -> str:
+    if len(group) <= 2:
+        return ", ".join(group)
+    return f"{group[0]} … {group[-1]} ({len(group)} hosts)"
 
 
 def render_host(host_plan: HostPlan, values: Mapping[str, str]) -> list[str]:

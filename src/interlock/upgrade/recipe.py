@@ -10,13 +10,15 @@ repository:                               # the apt source the release comes fro
   content: "deb http://mirror.example/debian bookworm-release2 main\\n"
 roles: {controller: controllers, compute: computes}   # role -> inventory group or pattern
 controller_role: controller               # the role whose first host runs the database steps
+visits: {compute: once}                   # once: one visit per host for all its projects
 vip_holder: {command: [sh, -c, "ip -o addr show | grep -qw 10.0.0.10"]}  # or {label: vip}
 drain: {timeout: 60s, on_timeout: fail}
 health: {passes: 3, interval: 2s, deadline: 5m}
 pre_gates: ["rabbitmq=5000@http://10.0.0.10:15672"]  # before every project batch
 failures: {budget: 0, on_failure: pause}
 on_failure: {backends: enable, services: start}  # cleanup of a host that fails mid-project
-estimates: {install: 30s, db: 1m}         # for the duration estimate of `upgrade plan`
+estimates: {install: 30s, db: 1m}         # for the duration estimate of `upgrade plan`; one
+                                          # step each, but hold and release per service
 prepare:
   concurrency: 24
   config_management: [puppet]             # stopped, disabled and masked for the whole upgrade
@@ -63,6 +65,9 @@ NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 SOURCES_DIR = "/etc/apt/sources.list.d/"
 RESERVED_ROLES = frozenset({"first", "finish"})
+# per-project: a role's hosts are visited once per project (held, upgraded, released each time);
+# once: one visit per host takes all of its projects, after every controller phase they need.
+VISIT_MODES = ("per-project", "once")
 
 ESTIMATE_KEYS = (
     "check",
@@ -71,10 +76,12 @@ ESTIMATE_KEYS = (
     "apt_update",
     "preinstall",
     "drain",
+    "snapshot",
     "hold",
     "install",
     "db",
     "release",
+    "restarted",
     "health",
     "enable",
     "online_migrations",
@@ -87,10 +94,12 @@ DEFAULT_ESTIMATES = {
     "apt_update": 20.0,
     "preinstall": 60.0,
     "drain": 5.0,
+    "snapshot": 1.0,
     "hold": 5.0,
     "install": 30.0,
     "db": 60.0,
     "release": 5.0,
+    "restarted": 1.0,
     "health": 10.0,
     "enable": 3.0,
     "online_migrations": 60.0,
@@ -102,6 +111,7 @@ _TOP_KEYS = (
     "repository",
     "roles",
     "controller_role",
+    "visits",
     "vip_holder",
     "drain",
     "health",
@@ -237,6 +247,7 @@ class Recipe:
     roles: tuple[Role, ...]
     projects: tuple[Project, ...]
     controller_role: str = "controller"
+    visits: tuple[tuple[str, str], ...] = ()  # role -> "once" (others per project)
     vip_holder: VipHolder = field(default_factory=VipHolder)
     drain_timeout: float = 60.0
     on_drain_timeout: str = "fail"
@@ -257,6 +268,9 @@ class Recipe:
             if role.name == name:
                 return role
         raise KeyError(name)
+
+    def visited_once(self, role: str) -> bool:
+        return dict(self.visits).get(role) == "once"
 
     def dependencies_of(self, role: str) -> tuple[str, ...]:
         return dict(self.dependencies).get(role, ())
@@ -381,6 +395,8 @@ class _RecipeReader(MarkedReader):
                 "with controller_role)",
                 data.line_of("roles"),
             )
+        if "visits" in data:
+            changes["visits"] = self.visits(data, known_roles, controller)
         if "vip_holder" in data:
             changes["vip_holder"] = self.vip_holder(data)
         drain = self.mapping(data, "drain", _DRAIN_KEYS)
@@ -479,6 +495,27 @@ class _RecipeReader(MarkedReader):
                 raise self.fail(f"roles.{name} must be an inventory group or host pattern", line)
             roles.append(Role(name, pattern.strip()))
         return tuple(roles)
+
+    def visits(
+        self, data: MarkedMap, roles: set[str], controller: str
+    ) -> tuple[tuple[str, str], ...]:
+        section = self.mapping(data, "visits", None)
+        result = []
+        for role in section:
+            line = section.line_of(role)
+            if role not in roles:
+                raise self.fail(
+                    f"visits: no role {role!r} (roles: {', '.join(sorted(roles))})", line
+                )
+            mode = self.choice(section, role, VISIT_MODES, "visits")
+            if role == controller and mode == "once":
+                # The controllers take the projects one by one: the upstream order and each
+                # project's database steps on the VIP holder depend on it.
+                raise self.fail(
+                    f"visits.{role}: the {controller} role is visited per project, not once", line
+                )
+            result.append((str(role), mode))
+        return tuple(result)
 
     def vip_holder(self, data: MarkedMap) -> VipHolder:
         section = self.mapping(data, "vip_holder", _VIP_KEYS)

@@ -79,6 +79,11 @@ class Transport(ABC):
     @abstractmethod
     async def get_file(self, host: Host, path: str) -> bytes: ...
 
+    async def disconnect(self, host: Host) -> None:
+        """Forget the host's connection, if one is kept: the next command opens a new one (after
+        a reboot the old one may hang until its keepalive gives up)."""
+        return
+
     @abstractmethod
     async def close(self) -> None:
         """Release connections; the transport must not be used afterwards."""

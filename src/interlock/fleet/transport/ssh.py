@@ -20,6 +20,7 @@ import ipaddress
 import posixpath
 import shlex
 import socket
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -102,6 +103,12 @@ class _Client(asyncssh.SSHClient):
             self._on_lost(self._conn)
 
 
+INSECURE_WARNING = (
+    "interlock: WARNING: SSH host keys are NOT checked (--insecure-no-host-key-check): "
+    "anyone on the network path can impersonate these hosts"
+)
+
+
 class SshTransport(Transport):
     """Commands and files on inventory hosts over SSH.
 
@@ -126,6 +133,9 @@ class SshTransport(Transport):
             raise UsageError("connect_attempts and max_connections must be at least 1")
         self.known_hosts_path = str(Path(known_hosts or DEFAULT_KNOWN_HOSTS).expanduser())
         self.check_host_keys = check_host_keys
+        if not check_host_keys:
+            # Said by the transport itself, so no caller can switch checking off quietly.
+            print(INSECURE_WARNING, file=sys.stderr)
         self.connect_timeout = connect_timeout
         self.connect_attempts = connect_attempts
         self.retry_delay = retry_delay
@@ -389,6 +399,11 @@ class SshTransport(Transport):
             duration=time.monotonic() - started,
             exit_signal=exit_signal[0] if exit_signal is not None else None,
         )
+
+    async def disconnect(self, host: Host) -> None:
+        conn = self._connections.pop(host.name, None)
+        if conn is not None:
+            conn.close()
 
     async def put_file(self, host: Host, data: bytes, path: str, mode: int = 0o644) -> None:
         result = await self.run(host, put_file_argv(path, len(data), mode), input=data)

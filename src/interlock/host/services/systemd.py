@@ -12,6 +12,7 @@ import subprocess
 
 from interlock.host.services.base import ServiceError, ServiceManager, ServiceState
 from interlock.host.services.sysv import read_boot_time
+from interlock.host.services.units import unit_type
 
 PROPERTIES = (
     "Id",
@@ -118,12 +119,50 @@ class SystemdManager(ServiceManager):
         return self._show([name])[0].get("LoadState") not in (None, "not-found")
 
     def act(self, name: str, action: str) -> None:
+        kind = unit_type(name)
+        if kind not in ("service", "socket"):
+            # The unit-type rule (interlock.host.services.units), kept here too so that no
+            # caller can restart a target, mount or other non-service unit by mistake.
+            raise ServiceError(f"{name}: a {kind} unit is not restartable")
+        unit = unit_name(name)
+        if action == "restart" and unit.endswith(".socket"):
+            self._restart_socket(name, unit)
+        else:
+            self._systemctl(name, action, [unit])
+
+    def _systemctl(
+        self, name: str, action: str, units: list[str], options: tuple[str, ...] = ()
+    ) -> str:
         result = subprocess.run(
-            ["systemctl", action, "--", unit_name(name)],
+            ["systemctl", action, *options, "--", *units],
             capture_output=True,
             text=True,
             check=False,
             timeout=300,
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C", "SYSTEMD_PAGER": ""},
         )
         if result.returncode != 0:
             raise ServiceError(f"systemctl {action} {name} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def _restart_socket(self, name: str, unit: str) -> None:
+        """Restart a socket unit and the services it passes connections to.
+
+        systemd refuses to start a socket again while a service it activated still runs
+        ("Socket service ... already active, refusing"), so the services stop with it, the socket
+        starts, and the services that ran before start again on the new socket. A socket that
+        neither runs nor is enabled is left alone, as deb-systemd-invoke would leave it.
+        """
+        options = ("-p", "ActiveState,UnitFileState,Triggers")
+        text = self._systemctl(name, "show", [unit], options)
+        props = parse_show(text)[0] if text.strip() else {}
+        active = props.get("ActiveState") in ("active", "reloading")
+        if not active and props.get("UnitFileState") not in ("enabled", "enabled-runtime"):
+            raise ServiceError(
+                f"{name} is neither running nor enabled ({props.get('UnitFileState', '?')}): "
+                f"there is nothing to restart; `interlock clear {name}` forgets its events"
+            )
+        services = props.get("Triggers", "").split()
+        running = [s for s, state in self.states(services).items() if state.active]
+        self._systemctl(name, "stop", [unit, *services])
+        self._systemctl(name, "start", [unit, *running])

@@ -9,9 +9,10 @@ HOSTDIR=$1
 . "$HOSTDIR/host.conf"
 
 hostname "$HOST"
+# `replace`: after a reboot (this script started again) the namespace still has the address.
 ip -batch - <<NET
 link set lo up
-addr add $ADDRESS/$PREFIXLEN dev eth0
+addr replace $ADDRESS/$PREFIXLEN dev eth0
 link set eth0 up
 NET
 
