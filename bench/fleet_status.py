@@ -36,8 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from interlock.fleet.inventory import Host, load_inventory
-from interlock.fleet.status import gather_status, probe_argv
+from interlock.facts import ledger as ledger_fact
+from interlock.fleet.inventory import Host
+from interlock.fleet.inventory_file import load_inventory
+from interlock.fleet.status import gather_status
 from interlock.fleet.transport import SshTransport, fan_out
 from interlock.host.ledger import DeferredEvent, render_event
 from interlock.lab.lab import Lab
@@ -178,7 +180,7 @@ def run_interlock_cli(setup: Setup, window: int) -> None:
 
 def probe_command() -> str:
     """The same probe interlock runs, as one shell command line for the other tools."""
-    return shlex.join(probe_argv(MARKER))
+    return shlex.join(ledger_fact.command(MARKER))
 
 
 def run_pssh(pssh: str, setup: Setup, window: int, kex: str | None, run: int) -> None:

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The lab's packages, repository server and host preparation are the upgrade tests' own.
 sys.path.insert(0, str(ROOT / "tests"))
 
-from interlock.fleet.inventory import load_inventory  # noqa: E402
+from interlock.fleet.inventory_file import load_inventory  # noqa: E402
 from interlock.lab.scratch import running_lab  # noqa: E402
 from interlock.rollout.plan import Plan, RunCommand, decode  # noqa: E402
 from interlock.upgrade.compiler import compile_upgrade  # noqa: E402

@@ -21,7 +21,7 @@ import pytest
 from cli_commands import commands
 from interlock.cli.main import main
 from interlock.errors import FileFormatError
-from interlock.fleet.inventory import load_inventory
+from interlock.fleet.inventory_file import load_inventory
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
@@ -238,7 +238,7 @@ LOAD_CAPPED = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 from interlock.errors import FileFormatError
-from interlock.fleet.inventory import load_inventory
+from interlock.fleet.inventory_file import load_inventory
 try:
     load_inventory(sys.argv[1])
 except FileFormatError as exc:

@@ -21,8 +21,9 @@ from rich.console import Console
 
 from interlock.cli import fleet as fleet_cli
 from interlock.cli.main import main
+from interlock.facts import ledger as ledger_fact
 from interlock.fleet.inventory import Host
-from interlock.fleet.status import FleetStatus, parse_probe, probe_argv
+from interlock.fleet.status import FleetStatus, HostDebt
 from interlock.rollout import events
 from interlock.rollout.events import Event, TextLog
 from interlock.rollout.progress import ProgressView
@@ -107,10 +108,11 @@ def probe_output(tmp_path: Path, marker: str) -> str:
     """The real fleet probe script, run on this machine against the hostile test ledger."""
     root = hostile_root(tmp_path)
     (root / "var/lib/policy-rc.d/broken\x1b[2J.deferred").write_text("service: [unclosed\n")
-    argv = probe_argv(
+    argv = ledger_fact.command(
         marker, str(root / "var/lib/policy-rc.d"), str(root / "var/lib/interlock/hooks")
     )
-    return subprocess.run(argv, capture_output=True, check=True, text=True).stdout
+    output = subprocess.run(argv, capture_output=True, check=True).stdout
+    return output.decode("utf-8", "surrogateescape")
 
 
 def test_fleet_status_table_and_lines_are_inert(
@@ -118,7 +120,7 @@ def test_fleet_status_table_and_lines_are_inert(
 ) -> None:
     marker = "@@interlock-test"
     host = Host(name="cmp1", address="192.0.2.10", groups=("computes",))
-    debt = parse_probe(host, probe_output(tmp_path, marker), marker)
+    debt = HostDebt(host, ledger_fact.parse(probe_output(tmp_path, marker), marker, host.name))
     assert len(debt.events) == 3 and debt.problems
     down = Host(name="cmp2", address="192.0.2.11")
     status = FleetStatus([debt], [(down, "refused: [red]no\x1b[2J")], 0.5)

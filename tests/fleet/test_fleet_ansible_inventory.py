@@ -10,7 +10,8 @@ import pytest
 
 from interlock.errors import FileFormatError
 from interlock.fleet.ansible_inventory import expand_host_range
-from interlock.fleet.inventory import Inventory, load_inventory
+from interlock.fleet.inventory import Inventory
+from interlock.fleet.inventory_file import load_inventory
 
 
 def write(directory: Path, name: str, text: str) -> Path:

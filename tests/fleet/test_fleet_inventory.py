@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from interlock.documents import load_yaml
 from interlock.errors import FileFormatError
-from interlock.fleet.inventory import Host, load_inventory, load_yaml
+from interlock.fleet.inventory import Host
+from interlock.fleet.inventory_file import load_inventory
 
 
 def write(tmp_path: Path, text: str, name: str = "inventory.yaml") -> Path:

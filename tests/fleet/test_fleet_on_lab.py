@@ -38,7 +38,7 @@ from fleet.lab_fleet import (
     table_rows,
 )
 from fleet.loopback_sshd import free_port
-from interlock.fleet.inventory import load_inventory
+from interlock.fleet.inventory_file import load_inventory
 from interlock.fleet.transport import HostKeyMismatch, SshTransport, fan_out
 from interlock.host.ledger import PACKAGE_UPDATE
 from interlock.lab import processes

@@ -8,6 +8,7 @@ scripts of `fleet status` and the rollout over a temporary directory, then parsi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -18,15 +19,15 @@ from pathlib import Path
 import pytest
 
 from host.gate_env import GateEnv, charm_policy, make_gate_env
+from interlock.facts import ledger as ledger_fact
 from interlock.fleet.install import build_zipapp
 from interlock.fleet.inventory import Host
-from interlock.fleet.status import parse_probe, probe_argv
+from interlock.fleet.transport.local import LocalTransport
 from interlock.host.gate import GateConfig
 from interlock.host.gate_install import GateInstaller
 from interlock.host.hooks import HookStore
 from interlock.host.ledger import Ledger, LedgerView
 from interlock.host.policy import CACHE_SETTLE_NS, load_policies
-from interlock.rollout.remote_ledger import listing_command, parse_listing
 
 EVENT = (
     "action: restart\npolicy_requestor_name: ops\npolicy_requestor_type: charm\n"
@@ -81,26 +82,29 @@ def read_ledger(directory: Path) -> LedgerView:
 
 
 def probe_ledger(ledger: Path, tmp_path: Path) -> tuple[list[str], list[str]]:
-    """`fleet status`'s probe run for real over `ledger`: (event services, problems)."""
+    """`fleet status`'s read (the ledger fact) run for real over `ledger`: (services, problems)."""
     marker = "@@interlock-test@@"
     output = subprocess.run(
-        probe_argv(marker, str(ledger), str(tmp_path / "no-hooks")),
+        ledger_fact.command(marker, str(ledger), str(tmp_path / "no-hooks")),
         capture_output=True,
-        text=True,
         check=True,
         timeout=60,
     ).stdout
-    debt = parse_probe(Host("h1", "127.0.0.1"), output, marker)
-    return [event.service for event in debt.events], list(debt.problems)
+    fact = ledger_fact.parse(output.decode("utf-8", "surrogateescape"), marker, "h1")
+    return [event.service for event in fact.events], list(fact.problems)
 
 
 def list_ledger(ledger: Path) -> tuple[list[str], list[str]]:
-    """The rollout's ledger listing run for real over `ledger`: (event services, problems)."""
-    output = subprocess.run(
-        listing_command(str(ledger)), capture_output=True, text=True, check=True, timeout=60
-    ).stdout
-    listing = parse_listing(output)
-    return [event.service for event in listing.events], list(listing.problems)
+    """The rollout's read of the ledger, through its actions on this machine: (services,
+    problems)."""
+    from interlock.rollout.actions import HostActions
+    from interlock.rollout.balancer import NoBalancer
+    from interlock.rollout.probes import ProbeRunner
+
+    transport = LocalTransport()
+    actions = HostActions(transport, NoBalancer(), ProbeRunner(transport))
+    fact = asyncio.run(actions.ledger(Host("h1", "127.0.0.1"), str(ledger)))
+    return [event.service for event in fact.events], list(fact.problems)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from interlock.errors import FileFormatError, UsageError
-from interlock.fleet.inventory import load_inventory
+from interlock.fleet.inventory_file import load_inventory
 from interlock.lab.haproxy import render_haproxy_config
 from interlock.lab.image import render_host_conf, upper_path
 from interlock.lab.inventory_file import render_inventory

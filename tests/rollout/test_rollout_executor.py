@@ -317,22 +317,24 @@ def test_closed_window_waits_for_the_next_opening(journal: Journal) -> None:
         bus_events = h.events
         from interlock.rollout.actions import HostActions
         from interlock.rollout.balancer import NoBalancer
-        from interlock.rollout.events import EventBus
+        from interlock.rollout.events import EventBus, WaitReports
         from interlock.rollout.executor import Executor
         from interlock.rollout.probes import ProbeRunner
 
         bus = EventBus()
         bus.subscribe(bus_events.append)
         probes = ProbeRunner(h.transport)
+        reports = WaitReports(bus, run.id)
         executor = Executor(
             plan,
             run.id,
             journal,
-            HostActions(h.transport, NoBalancer(), probes),
+            HostActions(h.transport, NoBalancer(), probes, reports),
             probes,
             bus,
             now=lambda: clock[0],
             sleep=fake_sleep,
+            reports=reports,
         )
         outcome = await executor.run()
         assert outcome.state == "complete"

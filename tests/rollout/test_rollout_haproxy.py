@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from interlock.fleet.inventory import load_inventory
+from interlock.fleet.inventory_file import load_inventory
 from interlock.lab.load import LoadGenerator
 from interlock.lb.runtime import RuntimeClient, UnixSocketOpener
 from interlock.rollout.events import EventBus

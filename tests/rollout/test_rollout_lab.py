@@ -17,27 +17,37 @@ Restarts are counted on the hosts themselves: the API's init script logs each ac
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fleet.lab_fleet import fleet_status, interlock, on_hosts, package_snapshot, rows, ssh_ok
+from interlock.fleet.inventory import Host
+from interlock.fleet.inventory_file import load_inventory
+from interlock.fleet.transport.base import CommandResult, Transport
+from interlock.fleet.transport.local import LocalTransport
+from interlock.fleet.transport.ssh import SshTransport
 from interlock.host.ledger import PACKAGE_UPDATE
 from interlock.lab import processes as host_processes
 from interlock.lab.lab import Lab
 from interlock.lab.load import LoadGenerator, LoadReport
 from interlock.lab.scratch import running_lab
 from interlock.lab.spec import LB_PORT
+from interlock.rollout.balancer import NoBalancer
+from interlock.rollout.events import EventBus
 from interlock.rollout.journal import Journal
+from interlock.rollout.runs import Session, execute, plan_for, settings_for, start_run
+from interlock.rollout.spec import ActionSpec, RolloutSpec
 from rollout.lab_rollout import (
     CONTROLLERS,
     NOTHING_DEFERRED,
@@ -514,3 +524,71 @@ def test_crashed_hosts_are_held_to_failure_budget_and_az_limit(
     for host in (h for h, s in states.items() if s["state"] == "done"):
         assert ssh_ok(lab, host, "cat /run/crond.pid").strip() != crons[host], host
         assert host_status(lab, host) == (0, NOTHING_DEFERRED), host
+
+
+@dataclass
+class CountingTransport(Transport):
+    """The SSH transport, counting the sessions (one per command) it opens to each host."""
+
+    inner: Transport
+    sessions: dict[str, list[str]] = field(default_factory=dict)
+
+    async def run(
+        self,
+        host: Host,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        # A fact's script is named by its $0 (`sh -c SCRIPT NAME ...`); other commands by argv.
+        what = argv[3] if argv[:2] == ["sh", "-c"] and len(argv) > 3 else " ".join(argv[:3])
+        self.sessions.setdefault(host.name, []).append(what)
+        return await self.inner.run(host, argv, input=input, timeout=timeout)
+
+    async def put_file(self, host: Host, data: bytes, path: str, mode: int = 0o644) -> None:
+        await self.inner.put_file(host, data, path, mode)
+
+    async def get_file(self, host: Host, path: str) -> bytes:
+        return await self.inner.get_file(host, path)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def test_a_deferred_rollout_reads_each_ledger_once_per_attempt(
+    fleet: LabFleet, tmp_path: Path
+) -> None:
+    """The plan comes from the fleet status and shows each host's debt; the run then reads each
+    host's ledger once (counted on the transport), and a host that owes nothing is not touched."""
+    lab = fleet.lab
+    owing, clean = CONTROLLERS[:2], CONTROLLERS[2]
+    on_hosts(CONTROLLERS, lambda h: ssh_ok(lab, h, "interlock check >/dev/null || true"))
+    on_hosts(owing, lambda h: deny_restart(lab, h, "lab-api"))
+    pids_before = on_hosts(owing, lambda h: api_pid(lab, h))
+    inventory = load_inventory(fleet.inventory)
+    spec = RolloutSpec(action=ActionSpec("deferred", "interlock"), limit="controllers")
+    plan = plan_for(spec, inventory)
+    debts = {hp.host.name: hp.debt for hp in plan.hosts}
+    assert {name: [d.service for d in debt or ()] for name, debt in debts.items()} == {
+        **{host: ["lab-api"] for host in owing},
+        clean: [],
+    }
+    assert "     owes lab-api since " in str(plan)
+    counting = CountingTransport(SshTransport.for_inventory(inventory))
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        run = start_run(journal, plan, settings_for(spec, inventory))
+        session = Session(counting, NoBalancer(), LocalTransport())
+        outcome = asyncio.run(execute(journal, run, EventBus(), session=session))
+        assert outcome.state == "complete", outcome
+        details = {record.host: record.detail for record in journal.hosts(run.id)}
+    for host in owing:
+        sessions = counting.sessions[host]
+        assert sessions.count("ledger") == 1, sessions
+        assert sessions[0] == "ledger"
+        assert "interlock check --json" not in sessions  # the read found nothing paid since
+        assert sessions.count("interlock restart --deferred-only") == 1, sessions
+        assert set(sessions) <= {"ledger", "interlock restart --deferred-only", "service-state"}
+        assert api_pid(lab, host) != pids_before[host]
+    assert counting.sessions[clean] == ["ledger"]
+    assert details[clean] == "nothing to do"

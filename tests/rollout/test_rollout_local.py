@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from interlock.fleet.inventory import Host, load_inventory
+from interlock.fleet.inventory import Host
+from interlock.fleet.inventory_file import load_inventory
 from interlock.fleet.transport.base import CommandResult
 from interlock.fleet.transport.local import LocalTransport
 from interlock.rollout.balancer import NoBalancer

@@ -5,16 +5,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from interlock.cli import rollout as rollout_cli
 from interlock.errors import UsageError
+from interlock.facts import ledger
 from interlock.fleet.inventory import Host
+from interlock.fleet.status import FleetStatus, HostDebt
+from interlock.host.ledger import DeferredEvent
 from interlock.rollout.plan import (
     ApplyDeferred,
     CommandProbe,
+    Debt,
     Drain,
     Enable,
     Gate,
@@ -211,3 +216,47 @@ def test_help_teaches_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert "examples:" in text
     assert "exit status: 0 complete, 1 error, 3 paused" in text
     assert "--max-unavailable LABEL[:VALUE]=N|P%" in text
+
+
+def test_a_plan_of_deferred_restarts_shows_what_each_host_owes() -> None:
+    """The fleet status the plan is made from: ctl1's ledger as a lab controller answered it
+    (tests/fixtures/facts), cmp1 owing nothing, ctl2 unreachable."""
+    captured = Path(__file__).parent.parent / "fixtures" / "facts" / "ledger-ctl1-before.txt"
+    ctl1 = ledger.parse(captured.read_text(), "@@interlock-fixture", "ctl1")
+    empty = ledger.LedgerFact("cmp1")
+    status = FleetStatus(
+        [HostDebt(HOSTS[0], ctl1), HostDebt(HOSTS[2], empty)],
+        [(HOSTS[1], "connection refused")],
+        0.1,
+    )
+    spec = RolloutSpec(action=ActionSpec("deferred", "interlock"))
+    plan = build_plan(spec, HOSTS, status=status)
+    owed = {hp.host.name: hp for hp in plan.hosts}
+    stamp = ctl1.events[0].timestamp
+    assert owed["ctl1"].debt == (
+        Debt("lab-api", stamp, ("Package update", "File(s) changed: /etc/lab-api/lab-api.conf")),
+        Debt("nosuch", stamp, ("Package update",)),
+    )
+    assert owed["cmp1"].debt == ()
+    assert (
+        owed["ctl2"].debt is None and owed["ctl2"].debt_unread == "unreachable: connection refused"
+    )
+    text = str(plan)
+    when = datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert f"     owes lab-api since {when}: Package update; File(s) changed: " in text
+    assert "     owes nothing now (its ledger is read again when its turn comes)" in text
+    assert "     owes: unknown (unreachable: connection refused)" in text
+    # The debt is for people: stored with the plan, but the work (and its fingerprint) is the
+    # same whatever was owed when planning.
+    assert Plan.from_json(plan.to_json()) == plan
+    without = build_plan(spec, HOSTS)
+    assert [h.fingerprint for h in plan.hosts] == [h.fingerprint for h in without.hosts]
+    assert "owes" not in str(without)
+
+
+def test_values_read_from_hosts_are_shown_as_plain_text() -> None:
+    event = DeferredEvent("cron", "restart", "bad\x1b[31m red\nline", 1700000000, "x", "charm")
+    status = FleetStatus([HostDebt(HOSTS[0], ledger.LedgerFact("ctl1", (event,)))], [], 0.1)
+    spec = RolloutSpec(action=ActionSpec("deferred", "interlock"))
+    [debt] = build_plan(spec, HOSTS[:1], status=status).hosts[0].debt or ()
+    assert debt.reasons == ("bad [31m red line",)

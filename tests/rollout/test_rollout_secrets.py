@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from interlock.cli.main import main
-from interlock.fleet.inventory import load_inventory
+from interlock.fleet.inventory_file import load_inventory
 
 SECRET = "S3cret-become-PW"
 

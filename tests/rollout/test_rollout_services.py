@@ -95,6 +95,25 @@ class Host:
             DeferredEvent(SERVICE, "restart", "Package update", int(time.time()), "test", "charm")
         )
 
+    def defer_again_after_restart(self) -> None:
+        """Once the next restart is done, the same deferral is requested anew (a second later,
+        as event timestamps are whole seconds), before anyone has cleared the first."""
+        again = self.directory / "defer-again"
+        again.write_text(
+            f"#!{sys.executable}\n"
+            "import time\n"
+            "from interlock.host.ledger import DeferredEvent, Ledger\n"
+            "time.sleep(1.1)\n"
+            f"Ledger({str(self.ledger_dir)!r}).record(\n"
+            f"    DeferredEvent({SERVICE!r}, 'restart', 'Package update', int(time.time()),"
+            " 'test', 'charm')\n"
+            ")\n"
+        )
+        again.chmod(0o755)
+        with (self.directory / f"{SERVICE}.conf").open("a") as config:
+            # The init script sources its config with its own arguments in $1.
+            config.write(f'[ "$1" = restart ] && trap {again} EXIT\n')
+
     def rollout(self, *args: str, log: str) -> int:
         return self.in_namespace(
             *CLI,
@@ -164,6 +183,21 @@ def test_deferred_restarts_are_applied_verified_and_cleared(host: Host, via: str
     assert host.pid() == after
 
 
+@pytest.mark.parametrize("via", ["interlock", "ledger"])
+def test_a_deferral_requested_again_after_the_restart_survives(host: Host, via: str) -> None:
+    """Removal goes through the ledger's lock and re-check: a newer request is never cleared."""
+    host.defer()
+    [first] = Ledger(str(host.ledger_dir)).read().events
+    host.defer_again_after_restart()
+    spec = host.spec(f"{{deferred: {via}}}")
+    assert host.rollout("run", "--spec", str(spec), log="run.log") == 0, (
+        host.directory / "run.log"
+    ).read_text()
+    [kept] = Ledger(str(host.ledger_dir)).read().events
+    assert kept.service == SERVICE
+    assert kept.timestamp > first.timestamp
+
+
 def test_named_restart_is_checked_against_the_snapshot(host: Host) -> None:
     before = host.pid()
     spec = host.spec(f"{{restart: [{SERVICE}]}}")
@@ -207,6 +241,8 @@ def test_an_event_already_satisfied_is_cleared_not_restarted_again(host: Host) -
     assert host.rollout("run", "--spec", str(spec), log="run.log") == 0, (
         host.directory / "run.log"
     ).read_text()
-    assert steps_of(host) == {"host": "done: nothing to do"}
+    assert steps_of(host) == {
+        "host": f"done: nothing to do (paid meanwhile: {SERVICE} restarted since its event)"
+    }
     assert host.pid() == after
     assert Ledger(str(host.ledger_dir)).read().events == []

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 
 from interlock.errors import UsageError
+from interlock.facts.packages import PackageFact
 from interlock.rollout.plan import (
     Batch,
     Drain,
@@ -28,7 +29,7 @@ from interlock.upgrade.compiler import (
     section_of,
     window_seconds,
 )
-from interlock.upgrade.facts import PackageFact, packages_for, role_hosts, roles_by_host
+from interlock.upgrade.facts import packages_for, role_hosts, roles_by_host
 from interlock.upgrade.plan_text import render
 from interlock.upgrade.recipe import Recipe, builtin_recipe_path, load_recipe
 from upgrade.upgrade_cloud import NEW, SEED, cloud, facts_for

@@ -4,8 +4,9 @@ the seed's cloud (3 controllers, 83 computes, 12 network nodes)."""
 
 from __future__ import annotations
 
+from interlock.facts.packages import PackageFact
 from interlock.fleet.inventory import Host, Inventory
-from interlock.upgrade.facts import HostFacts, PackageFact, packages_for, role_hosts, roles_by_host
+from interlock.upgrade.facts import HostFacts, packages_for, role_hosts, roles_by_host
 from interlock.upgrade.facts import services_for as services_of
 from interlock.upgrade.recipe import Recipe
 

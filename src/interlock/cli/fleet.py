@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING
 from interlock.cli.arguments import positive_count, positive_seconds
 from interlock.cli.output import echo, emit_json, table, warn
 from interlock.errors import UsageError
+from interlock.fleet.inventory import DEFAULT_INVENTORY
 
 if TYPE_CHECKING:
     from interlock.fleet.install import InstallResult
     from interlock.fleet.inventory import Host, Inventory
     from interlock.fleet.status import FleetStatus
     from interlock.fleet.transport import HostOutcome, SshTransport
-
-DEFAULT_INVENTORY = "/etc/interlock/inventory.yaml"
 
 
 def _age(seconds: int) -> str:
@@ -30,9 +29,8 @@ def _age(seconds: int) -> str:
 
 
 def _targets(args: argparse.Namespace) -> tuple[Inventory, list[Host]]:
-    # Imported here: the inventory reader needs libyaml's C loader, which the zipapp on the
-    # hosts does not carry, and every other command must still work there.
-    from interlock.fleet.inventory import load_inventory
+    # Imported when used: the inventory reader loads PyYAML, which `fleet --help` does not need.
+    from interlock.fleet.inventory_file import load_inventory
 
     inventory = load_inventory(args.inventory)
     hosts = inventory.select(args.limit)

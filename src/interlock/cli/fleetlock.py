@@ -21,7 +21,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 def read_groups(path: str) -> list[tuple[str, str]]:
     """A groups file: one NAME=LIMIT[:LABEL=VALUE] a line; blank lines and # comments skipped."""
-    from interlock.fleet.inventory import read_text
+    from interlock.documents import read_text
 
     found = []
     for number, line in enumerate(read_text(Path(path)).splitlines(), start=1):

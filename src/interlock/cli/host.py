@@ -284,6 +284,19 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for programs")
 
 
+# The top-level commands `register` adds (cli/main.py picks this group for them alone).
+COMMANDS = (
+    "status",
+    "show",
+    "check",
+    "restart",
+    "clear",
+    "auto-restarts",
+    "hook",
+    "run-deferred-hooks",
+)
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
 

@@ -166,7 +166,7 @@ def endpoints(args: argparse.Namespace) -> Endpoints:
     if args.lb and not args.inventory:
         raise UsageError("--lb selects load balancers of an inventory: give -i INVENTORY")
     if args.inventory:
-        from interlock.fleet.inventory import load_inventory
+        from interlock.fleet.inventory_file import load_inventory
 
         return chosen.from_inventory(load_inventory(args.inventory), args.lb)
     if args.tcp:

@@ -43,7 +43,7 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(UsageError.exit_code)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(groups: Sequence[str] = GROUP_MODULES) -> argparse.ArgumentParser:
     parser = Parser(
         prog="interlock",
         description="Control service-interrupting events (restarts, drains, upgrades) on "
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="operate on the host tree under DIR (a chroot or image) instead of /",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in GROUP_MODULES:
+    for name in groups:
         module = importlib.import_module(f"interlock.cli.{name}")
         module.register(commands)
     return parser
@@ -87,9 +87,30 @@ def refuse_empty(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
             parser.error(f"argument {name.replace('_', '-')}: an empty value")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def groups_for(argv: Sequence[str], groups: Sequence[str]) -> Sequence[str]:
+    """Only the group that owns the command, so `interlock status` on a host or in a check loop
+    does not import the fleet, rollout and lab code; every group for help and mistakes.
+
+    Each group but `host` is one command named after it; `host` holds the ledger commands."""
+    words = list(argv)
+    while words and words[0].startswith("--root"):
+        words = words[1:] if "=" in words[0] else words[2:]
+    if not words or words[0].startswith("-"):
+        return groups
+    if words[0] in groups and words[0] != "host":
+        return (words[0],)
+    if "host" in groups:
+        from interlock.cli import host
+
+        if words[0] in host.COMMANDS:
+            return ("host",)
+    return groups
+
+
+def main(argv: Sequence[str] | None = None, groups: Sequence[str] = GROUP_MODULES) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(groups_for(words, groups))
+    args = parser.parse_args(words)
     refuse_empty(parser, args)
     try:
         check_root(args.root)

@@ -13,8 +13,8 @@ from typing import Any
 from interlock.cli.arguments import positive_count
 from interlock.cli.output import echo, emit_json, table
 from interlock.errors import InterlockError, UsageError
+from interlock.fleet.inventory import DEFAULT_INVENTORY
 
-DEFAULT_INVENTORY = "/etc/interlock/inventory.yaml"
 EXIT_COMPLETE = 0
 EXIT_PAUSED = 3
 EXIT_ABORTED = 4
@@ -78,7 +78,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
 
 
 def plan_from_args(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    from interlock.fleet.inventory import load_inventory
+    from interlock.fleet.inventory_file import load_inventory
     from interlock.rollout.runs import plan_for
 
     spec = spec_from_args(args)

@@ -12,8 +12,8 @@ from interlock.cli.arguments import positive_count
 from interlock.cli.output import echo, emit_json, table
 from interlock.cli.rollout import journal_option, output_options
 from interlock.errors import InterlockError, UsageError
+from interlock.fleet.inventory import DEFAULT_INVENTORY
 
-DEFAULT_INVENTORY = "/etc/interlock/inventory.yaml"
 TITLE_PREFIX = "Upgrade: "
 
 ABOUT = """\
@@ -45,19 +45,9 @@ def load_recipe_arg(text: str) -> Any:
     return load_recipe(path)
 
 
-def open_transport(args: argparse.Namespace, inventory: Any) -> Any:
-    if args.transport == "local":
-        from interlock.fleet.transport.local import LocalTransport
-
-        return LocalTransport()
-    from interlock.fleet.transport.ssh import SshTransport
-
-    return SshTransport.for_inventory(inventory)
-
-
 def gather(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     """The recipe, the inventory, each role's hosts and their facts (from --facts or live)."""
-    from interlock.fleet.inventory import load_inventory
+    from interlock.fleet.inventory_file import load_inventory
     from interlock.upgrade.facts import gather_facts, load_facts, role_hosts
 
     recipe = load_recipe_arg(args.recipe)
@@ -69,7 +59,9 @@ def gather(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
         return recipe, inventory, roles, load_facts(args.facts)
 
     async def read() -> Any:
-        transport = open_transport(args, inventory)
+        from interlock.fleet.transport.kinds import open_transport
+
+        transport = open_transport(args.transport, inventory.known_hosts)
         try:
             return await gather_facts(transport, recipe, roles, args.window)
         finally:

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from interlock.documents import MarkedMap, load_yaml, read_text
 from interlock.errors import FileFormatError
 from interlock.fleet.inventory import (
     MAX_HOSTS,
@@ -34,10 +35,7 @@ from interlock.fleet.inventory import (
     GroupTree,
     Host,
     Inventory,
-    MarkedMap,
     is_address,
-    load_yaml,
-    read_text,
 )
 from interlock.observe.plain_text import printable
 

@@ -9,6 +9,7 @@ zipapp (by SHA-256) is not written again.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib
 import io
@@ -24,31 +25,81 @@ if TYPE_CHECKING:
     from interlock.fleet.transport import Transport
 
 HOST_ZIPAPP = "/usr/sbin/interlock"
-# Packages copied into the zipapp beside interlock (import names).
-BUNDLED = ("yaml", "rich", "markdown_it", "mdurl", "pygments")
-MAIN = "import sys\nfrom interlock.fleet.install import zipapp_main\nsys.exit(zipapp_main())\n"
+# What the host commands (cli/host_entry.py) import, relative to the interlock package: hosts do
+# not get the fleet, rollout, upgrade, load-balancer, lab or demo code.
+# The host's entry point: the zipapp holds it and every interlock module it imports, directly or
+# not, at the top or inside a function (found by reading the sources, not by running them), so
+# hosts do not get the fleet, rollout, upgrade, load-balancer, lab or demo code.
+HOST_ENTRY = "interlock.cli.host_entry"
+# Packages copied into the zipapp beside interlock (import names): rich's console and tables
+# need neither pygments nor markdown-it.
+BUNDLED = ("yaml", "rich")
+MAIN = "import sys\nfrom interlock.cli.host_entry import main\nsys.exit(main())\n"
 # Every member gets this timestamp, so the archive's digest changes only with its content and a
 # host is rewritten only when interlock really changed.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def _members() -> list[tuple[str, Path]]:
-    """(name in the archive, source file) for interlock and the bundled packages, sorted."""
-    roots = [Path(package_root()) / "interlock"]
+    """(name in the archive, source file) for interlock's host side and the bundled packages."""
+    package = Path(package_root()) / "interlock"
+    roots = [package / "py.typed", *host_modules(package)]
     for name in BUNDLED:
         module = importlib.import_module(name)
         assert module.__file__ is not None
         roots.append(Path(module.__file__).parent)
     members = []
     for root in roots:
-        for path in root.rglob("*"):
+        top = package.parent if root.is_relative_to(package) else root.parent
+        for path in [root] if root.is_file() else root.rglob("*"):
             # Compiled extensions cannot be imported from a zip; their packages fall back to
             # pure Python (PyYAML without libyaml).
             if path.suffix in {".pyc", ".so"} or "__pycache__" in path.parts:
                 continue
             if path.is_file():
-                members.append((path.relative_to(root.parent).as_posix(), path))
-    return sorted(members)
+                members.append((path.relative_to(top).as_posix(), path))
+    return sorted(set(members))
+
+
+def host_modules(package: Path) -> list[Path]:
+    """The source files of HOST_ENTRY and of every interlock module it imports, with the
+    packages (`__init__.py`) on the way."""
+    found: set[Path] = set()
+    pending = [HOST_ENTRY, *_entry_groups(package)]
+    while pending:
+        name = pending.pop()
+        parts = name.split(".")[1:]
+        for depth in range(len(parts) + 1):
+            base = package.joinpath(*parts[:depth])
+            for candidate in (base / "__init__.py", base.with_suffix(".py")):
+                if candidate.is_file() and candidate not in found:
+                    found.add(candidate)
+                    pending.extend(_imported(candidate))
+    return sorted(found)
+
+
+def _entry_groups(package: Path) -> list[str]:
+    """The command groups the entry point loads by name (cli/host_entry.py's HOST_GROUPS)."""
+    entry = package.joinpath(*HOST_ENTRY.split(".")[1:]).with_suffix(".py")
+    for node in ast.walk(ast.parse(entry.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == "HOST_GROUPS" for target in node.targets
+        ):
+            return [f"interlock.cli.{group}" for group in ast.literal_eval(node.value)]
+    raise RuntimeError(f"{entry}: no HOST_GROUPS")
+
+
+def _imported(source: Path) -> list[str]:
+    """The interlock modules a source file imports anywhere in it (`from interlock.x import y`
+    may name a module y too)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+    return [name for name in names if name == "interlock" or name.startswith("interlock.")]
 
 
 def build_zipapp(destination: Path) -> str:
@@ -66,25 +117,6 @@ def build_zipapp(destination: Path) -> str:
     destination.write_bytes(data)
     destination.chmod(0o755)
     return hashlib.sha256(data).hexdigest()
-
-
-def zipapp_main() -> int:
-    """The zipapp's entry point on a host: every command group whose libraries it carries.
-
-    Groups that need compiled libraries (asyncssh's cryptography) cannot run from a zip; they
-    are left out rather than breaking the host commands.
-    """
-    from interlock.cli import main as cli
-
-    available = []
-    for group in cli.GROUP_MODULES:
-        try:
-            importlib.import_module(f"interlock.cli.{group}")
-        except ImportError:
-            continue
-        available.append(group)
-    cli.GROUP_MODULES = tuple(available)
-    return cli.main()
 
 
 @dataclass(frozen=True)

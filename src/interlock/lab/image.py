@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
+from interlock.host.ledger import LEDGER_DIR
 from interlock.lab.errors import LabError
 from interlock.lab.haproxy import CONFIG_PATH as HAPROXY_CONFIG
 from interlock.lab.haproxy import render_haproxy_config
@@ -35,7 +36,7 @@ def layer_names(trees: Sequence[str]) -> dict[str, str]:
 LAYERS = layer_names(OVERLAID_TREES)
 
 # Start empty on every host whatever the machine holds there: opaque in the overlay.
-PRIVATE_EMPTY_DIRS = ("/etc/policy-rc.d", "/var/lib/policy-rc.d")
+PRIVATE_EMPTY_DIRS = ("/etc/policy-rc.d", LEDGER_DIR)
 OPAQUE_XATTR = "trusted.overlay.opaque"
 
 API_SERVICE = "lab-api"

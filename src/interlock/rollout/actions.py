@@ -5,6 +5,9 @@ recorded as finished. Work steps make that safe themselves: a restart skips serv
 already restarted since the snapshot; the deferred restarts first clear the events whose service
 has started since (`interlock check`), then restart only what the ledger still owes; a command
 may carry a check that says it is done.
+
+A host's ledger is read once per attempt (the ledger fact, with its services' states): whether
+there is work, the snapshot of the deferred services and the restarts all use that one read.
 """
 
 from __future__ import annotations
@@ -14,11 +17,22 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from interlock.facts import ledger as ledger_fact
+from interlock.facts import service_state
+from interlock.facts.ledger import LedgerFact
+from interlock.facts.sections import new_marker
 from interlock.fleet.inventory import Host
 from interlock.fleet.transport.base import CommandResult, Transport
 from interlock.host.services.base import ServiceState
+from interlock.rollout import ledger_removal
 from interlock.rollout.balancer import Balancer
-from interlock.rollout.gates import health_gate, restarted, soak, wait_restarted
+from interlock.rollout.gates import (
+    health_gate,
+    recorded_services,
+    restarted,
+    soak,
+    wait_restarted,
+)
 from interlock.rollout.outcome import StepFailed, StepOutcome, WaitReporter
 from interlock.rollout.plan import (
     Action,
@@ -34,16 +48,6 @@ from interlock.rollout.plan import (
 from interlock.rollout.probes import ProbeRunner
 from interlock.rollout.reboot import came_back, has_reboot_work, is_rebooted, reboot, record_boot
 from interlock.rollout.reboot_steps import BootRecord, CameBack, Reboot
-from interlock.rollout.remote_ledger import LedgerListing, listing_command, parse_listing
-from interlock.rollout.service_state import (
-    ServiceSetup,
-    info_command,
-    parse_info,
-    parse_states,
-    state_command,
-    state_from_dict,
-    state_to_dict,
-)
 
 PROBE_TIMEOUT = 30.0
 
@@ -62,6 +66,12 @@ class HostActions:
         self.balancer = balancer
         self.probes = probes
         self.report_wait = report_wait or (lambda host, step, detail: None)
+        # Each host's ledger as this attempt read it (`begin_attempt` forgets it).
+        self.ledgers: dict[str, LedgerFact] = {}
+
+    def begin_attempt(self, host: Host) -> None:
+        """A new attempt on the host reads its ledger afresh."""
+        self.ledgers.pop(host.name, None)
 
     # --- the three questions the executor asks --------------------------------------------------
 
@@ -109,9 +119,7 @@ class HostActions:
             result = await self.transport.run(host, action.check, timeout=PROBE_TIMEOUT)
             return result.ok
         if isinstance(action, ApplyDeferred):
-            if action.via == "interlock":
-                await self.clear_satisfied(host, action)
-            return not (await self.read_ledger(host, action.ledger_dir)).events
+            return not (await self.ledger(host, action.ledger_dir)).pending
         if isinstance(action, RestartServices):
             pending = await self.not_restarted(host, action.services, context)
             return None if pending is None else not pending
@@ -122,18 +130,28 @@ class HostActions:
     async def has_work(self, host: Host, action: Action) -> bool:
         """Before a host is touched at all: is there anything for it to do?"""
         if isinstance(action, ApplyDeferred):
-            if action.via == "interlock":
-                await self.clear_satisfied(host, action)
-            listing = await self.read_ledger(host, action.ledger_dir)
-            if listing.problems and not listing.events:
-                raise StepFailed("unreadable ledger: " + "; ".join(listing.problems))
-            return bool(listing.events)
+            ledger = await self.ledger(host, action.ledger_dir, fresh=True)
+            if ledger.problems and not ledger.events:
+                raise StepFailed("unreadable ledger: " + "; ".join(ledger.problems))
+            if ledger.events and not ledger.pending:
+                # Paid meanwhile: every service has started since its events; clear them.
+                await self.clear_paid(host, action, ledger, ledger.services)
+            return bool(ledger.pending)
         if isinstance(action, RunCommand) and action.check is not None:
             result = await self.transport.run(host, action.check, timeout=PROBE_TIMEOUT)
             return not result.ok
         if isinstance(action, Reboot):
             return await has_reboot_work(self, host, action)
         return True
+
+    def why_no_work(self, host: Host) -> str | None:
+        """What the attempt's ledger read found paid since the plan, if it read one."""
+        ledger = self.ledgers.get(host.name)
+        if ledger is None or not ledger.events:
+            return None
+        return "paid meanwhile: " + ", ".join(
+            f"{name} restarted since its event" for name in ledger.services
+        )
 
     # --- work ---------------------------------------------------------------------------------
 
@@ -173,13 +191,14 @@ class HostActions:
     async def apply_deferred(
         self, host: Host, action: ApplyDeferred, context: Mapping[str, dict[str, Any]]
     ) -> StepOutcome:
+        ledger = await self.ledger(host, action.ledger_dir)
         if action.via == "interlock":
-            # Events whose service already restarted (an interrupted earlier try) are cleared
-            # first, so nothing is restarted twice.
-            await self.clear_satisfied(host, action)
-            listing = await self.read_ledger(host, action.ledger_dir)
+            if len(ledger.pending) < len(ledger.events):
+                # Events whose service already restarted (an interrupted earlier try) are
+                # cleared first, so nothing is restarted twice.
+                await self.clear_paid(host, action, ledger, [])
             # The timeout is per service inside interlock; the whole command gets all of them.
-            bound = action.timeout * (len(listing.services) + 1) + 30
+            bound = action.timeout * (len(ledger.services) + 1) + 30
             result = await self.transport.run(host, action.argv(), timeout=bound)
             if result.exit_status == 127:
                 raise StepFailed(f"{action.interlock[0]} is not installed on {host.name}")
@@ -189,22 +208,21 @@ class HostActions:
                 "restarted " + ", ".join(names) if names else "nothing was owed a restart",
                 {"restarted": names},
             )
-        listing = await self.read_ledger(host, action.ledger_dir)
-        if listing.problems:
-            raise StepFailed("unreadable ledger: " + "; ".join(listing.problems))
-        services = listing.services
+        if ledger.problems:
+            raise StepFailed("unreadable ledger: " + "; ".join(ledger.problems))
+        services = ledger.services
         if not services:
             return StepOutcome("nothing was owed a restart", {"restarted": []})
-        setups = await self.service_setups(host, services)
         # Restarted since the snapshot (by an interrupted earlier try): only its events remain.
         already = await self.not_restarted(host, services, context)
         done: list[str] = []
+        kept = 0
         for service in services:
             if already is not None and service not in already:
-                await self.remove_events(host, service, listing)
+                kept += await self.remove_events(host, service, ledger, action.ledger_dir)
                 done.append(service)
                 continue
-            before = (await self.service_states(host, [setups[service]]))[service]
+            before = (await self.service_states(host, [service]))[service]
             result = await self.transport.run(
                 host, ["service", service, "restart"], timeout=action.timeout
             )
@@ -215,27 +233,42 @@ class HostActions:
                 )
             await wait_restarted(
                 host,
-                {service: setups[service]},
+                [service],
                 {service: before},
                 action.timeout,
                 self.service_states,
                 self.report_wait,
                 "deferred",
             )
-            await self.remove_events(host, service, listing)
+            kept += await self.remove_events(host, service, ledger, action.ledger_dir)
             done.append(service)
-        return StepOutcome("restarted " + ", ".join(done), {"restarted": done})
+        again = f" ({kept} event(s) requested again since, kept)" if kept else ""
+        return StepOutcome("restarted " + ", ".join(done) + again, {"restarted": done})
 
-    async def remove_events(self, host: Host, service: str, listing: LedgerListing) -> None:
-        paths = listing.paths_of(service)
-        removed = await self.transport.run(host, ["rm", "-f", "--", *paths], timeout=30)
-        if not removed.ok:
+    async def remove_events(
+        self, host: Host, service: str, ledger: LedgerFact, directory: str
+    ) -> int:
+        """Clear the service's events as read; returns how many changed since and stay."""
+        paths = ledger.paths_of(service)
+        command = ledger_removal.command(directory, ledger.digests, paths)
+        result = await self.transport.run(host, command, timeout=30)
+        if not result.ok:
             raise StepFailed(
-                f"{service} restarted, but its events stay: {_command_failure(removed)}"
+                f"{service} restarted, but its events stay: {_command_failure(result)}"
             )
+        removed = set(ledger_removal.parse(result.stdout.decode("utf-8", "surrogateescape")))
+        return len([path for path in paths if path not in removed])
 
-    async def clear_satisfied(self, host: Host, action: ApplyDeferred) -> None:
-        """`interlock check`: clear the events whose service has started since they were made."""
+    async def clear_paid(
+        self, host: Host, action: ApplyDeferred, ledger: LedgerFact, services: Sequence[str]
+    ) -> None:
+        """Clear the events whose service has started since they were made: `interlock check`
+        on hosts with interlock, else the events of `services` (which the ledger read found
+        restarted since) through the ledger's lock."""
+        if action.via != "interlock":
+            for service in services:
+                await self.remove_events(host, service, ledger, action.ledger_dir)
+            return
         result = await self.transport.run(host, action.check_argv(), timeout=PROBE_TIMEOUT)
         if result.exit_status == 127:
             raise StepFailed(f"{action.interlock[0]} is not installed on {host.name}")
@@ -248,13 +281,18 @@ class HostActions:
 
     async def snapshot(self, host: Host, action: Snapshot) -> StepOutcome:
         services = list(action.services)
+        recorded: dict[str, ServiceState] = {}
         if action.deferred:
-            listing = await self.read_ledger(host, action.ledger_dir)
-            services += [name for name in listing.services if name not in services]
+            # The deferred services' instances come with the attempt's ledger read.
+            ledger = await self.ledger(host, action.ledger_dir)
+            owed = [name for name in ledger.services if name not in services]
+            recorded = {name: ledger.instances[name] for name in owed}
+            services += owed
         if not services:
-            return StepOutcome("no services to record", {"setups": [], "states": {}})
-        setups = await self.service_setups(host, services)
-        states = await self.service_states(host, list(setups.values()))
+            return StepOutcome("no services to record", {"services": [], "states": {}})
+        named = [name for name in services if name not in recorded]
+        states = {**recorded, **(await self.service_states(host, named) if named else {})}
+        states = {name: states[name] for name in services}
         shown = ", ".join(
             f"{name} pid {state.pid}" if state.active else f"{name} not running"
             for name, state in states.items()
@@ -262,8 +300,8 @@ class HostActions:
         return StepOutcome(
             shown,
             {
-                "setups": [setup.as_dict() for setup in setups.values()],
-                "states": {name: state_to_dict(state) for name, state in states.items()},
+                "services": services,
+                "states": {name: service_state.as_dict(state) for name, state in states.items()},
             },
         )
 
@@ -273,58 +311,63 @@ class HostActions:
         recorded = context.get(action.snapshot)
         if recorded is None:
             raise StepFailed(f"no state recorded by step {action.snapshot} to compare with")
-        setups = {s["service"]: ServiceSetup.from_dict(s) for s in recorded.get("setups", [])}
-        before = {name: state_from_dict(s) for name, s in recorded.get("states", {}).items()}
-        if not setups:
+        services = recorded_services(recorded)
+        before = {n: service_state.from_dict(s) for n, s in recorded.get("states", {}).items()}
+        if not services:
             return StepOutcome("no services to check")
         after = await wait_restarted(
-            host, setups, before, action.deadline, self.service_states, self.report_wait, step_id
+            host, services, before, action.deadline, self.service_states, self.report_wait, step_id
         )
         return StepOutcome(
-            ", ".join(f"{name} pid {before[name].pid} → {after[name].pid}" for name in setups),
-            {"states": {name: state_to_dict(state) for name, state in after.items()}},
+            ", ".join(f"{name} pid {before[name].pid} → {after[name].pid}" for name in services),
+            {"states": {name: service_state.as_dict(state) for name, state in after.items()}},
         )
 
     async def not_restarted(
         self, host: Host, services: Sequence[str], context: Mapping[str, dict[str, Any]]
     ) -> list[str] | None:
         """Services still running the instance the snapshot saw; None without a snapshot."""
-        recorded = next((data for data in context.values() if "setups" in data), None)
+        recorded = next(
+            (data for data in context.values() if "services" in data or "setups" in data), None
+        )
         if recorded is None:
             return None
-        setups = {s["service"]: ServiceSetup.from_dict(s) for s in recorded["setups"]}
-        before = {name: state_from_dict(s) for name, s in recorded.get("states", {}).items()}
-        known = [name for name in services if name in setups and name in before]
+        snapshot = set(recorded_services(recorded))
+        before = {n: service_state.from_dict(s) for n, s in recorded.get("states", {}).items()}
+        known = [name for name in services if name in snapshot and name in before]
         if len(known) != len(services):
             return None
-        after = await self.service_states(host, [setups[name] for name in known])
+        after = await self.service_states(host, known)
         return [name for name in known if not restarted(before[name], after[name])]
 
-    async def service_setups(self, host: Host, services: Sequence[str]) -> dict[str, ServiceSetup]:
-        result = await self.transport.run(host, info_command(services), timeout=PROBE_TIMEOUT)
-        if not result.ok:
-            raise StepFailed(f"cannot inspect services: {_command_failure(result)}")
-        try:
-            return parse_info(result.stdout.decode("utf-8", "replace"), services)
-        except ValueError as exc:
-            raise StepFailed(f"cannot inspect services: {exc}") from None
-
-    async def service_states(
-        self, host: Host, setups: Sequence[ServiceSetup]
-    ) -> dict[str, ServiceState]:
-        result = await self.transport.run(host, state_command(setups), timeout=PROBE_TIMEOUT)
+    async def service_states(self, host: Host, services: Sequence[str]) -> dict[str, ServiceState]:
+        marker = new_marker()
+        command = service_state.command(services, marker)
+        result = await self.transport.run(host, command, timeout=PROBE_TIMEOUT)
         if not result.ok:
             raise StepFailed(f"cannot read service state: {_command_failure(result)}")
         try:
-            return parse_states(result.stdout.decode("utf-8", "replace"), setups)
+            return service_state.parse(
+                result.stdout.decode("utf-8", "surrogateescape"), marker, services
+            )
         except ValueError as exc:
             raise StepFailed(f"cannot read service state: {exc}") from None
 
-    async def read_ledger(self, host: Host, directory: str) -> LedgerListing:
-        result = await self.transport.run(host, listing_command(directory), timeout=PROBE_TIMEOUT)
+    async def ledger(self, host: Host, directory: str, *, fresh: bool = False) -> LedgerFact:
+        """The host's ledger as this attempt read it; read now if not yet (or `fresh`)."""
+        known = self.ledgers.get(host.name)
+        if known is not None and not fresh:
+            return known
+        marker = new_marker()
+        command = ledger_fact.command(marker, directory)
+        result = await self.transport.run(host, command, timeout=PROBE_TIMEOUT)
         if not result.ok:
             raise StepFailed(f"cannot read the ledger {directory}: {_command_failure(result)}")
-        return parse_listing(result.stdout.decode("utf-8", "replace"))
+        read = ledger_fact.parse(
+            result.stdout.decode("utf-8", "surrogateescape"), marker, host.name
+        )
+        self.ledgers[host.name] = read
+        return read
 
     # --- cleanup ------------------------------------------------------------------------------
 

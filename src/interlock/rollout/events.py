@@ -12,7 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from interlock.fleet.inventory import Host
 
 from interlock.observe.plain_text import printable
 
@@ -62,6 +65,26 @@ class EventBus:
     def emit(self, event: Event) -> None:
         for subscriber in self.subscribers:
             subscriber(event)
+
+
+class WaitReports:
+    """The `gate-waiting` events of one run's hosts: what a step waits for, from the executor
+    and from the actions alike; an unchanged wait is repeated at most every `every` seconds."""
+
+    def __init__(self, bus: EventBus, run_id: str, every: float = 5.0) -> None:
+        self.bus = bus
+        self.run_id = run_id
+        self.every = every
+        self.last: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def __call__(self, host: Host, step: str, detail: str) -> None:
+        key = (host.name, step)
+        seen = self.last.get(key)
+        moment = time.monotonic()
+        if seen is not None and seen[0] == detail and moment - seen[1] < self.every:
+            return
+        self.last[key] = (detail, moment)
+        self.bus.emit(Event(GATE_WAITING, self.run_id, host=host.name, step=step, detail=detail))
 
 
 class JsonLinesFile:

@@ -37,7 +37,6 @@ from interlock.rollout.probes import ProbeRunner
 from interlock.rollout.schedule import GroupKey, GroupLimits, Rounding
 
 CONTROL_POLL = 0.5  # how often a running executor looks for `abort` in the journal
-WAIT_EVENT_EVERY = 5.0  # an unchanged "still waiting" is repeated at most this often
 UNDO_SUFFIX = ":undo"
 T = TypeVar("T")
 
@@ -103,6 +102,7 @@ class Executor:
         now: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        reports: events.WaitReports | None = None,
         coordination: Coordination | None = None,
     ) -> None:
         self.plan = plan
@@ -122,12 +122,12 @@ class Executor:
         self.wake = asyncio.Event()
         self.interrupts = 0
         self.hard_stop = False
-        self.waits: dict[tuple[str, str], tuple[str, float]] = {}
+        # What the host steps wait for: "gate waiting" events of this run (the actions report
+        # theirs to the same, when built with it).
+        self.report_wait = reports or events.WaitReports(bus, run_id)
         # Slots shared with other actors (etcd), or nothing beyond this run's own limits.
         self.coordination = coordination or LocalCoordination()
         self.coordination.notify = lambda detail: self.emit(events.NOTICE, detail=detail)
-        # What the actions wait for becomes "gate waiting" events of this run.
-        actions.report_wait = self.report_wait
 
     # --- control ------------------------------------------------------------------------------
 
@@ -155,15 +155,6 @@ class Executor:
             self.stop("pause", f"interrupted by {signal_name}")
             self.hard_stop = True
             self.wake.set()
-
-    def report_wait(self, host: Host, step: str, detail: str) -> None:
-        key = (host.name, step)
-        last = self.waits.get(key)
-        moment = time.monotonic()
-        if last is not None and last[0] == detail and moment - last[1] < WAIT_EVENT_EVERY:
-            return
-        self.waits[key] = (detail, moment)
-        self.emit(events.GATE_WAITING, host=host.name, step=step, detail=detail)
 
     async def watch_control(self) -> None:
         """Notice an `interlock rollout abort` issued from another process."""
@@ -445,6 +436,7 @@ class Executor:
         if claim is None:
             return HostResult("skipped", "done or skipped meanwhile")
         attempt = claim.attempt
+        self.actions.begin_attempt(host)
         records = self.journal.steps(self.run_id, batch.id, host.name)
         if any(r.attempt < attempt or r.step.endswith(UNDO_SUFFIX) for r in records.values()):
             # A new attempt (or one whose cleanup had begun): transitions and checks again,
@@ -463,7 +455,13 @@ class Executor:
         try:
             await self.host_steps(batch, host_plan, attempt, records)
         except _NothingToDo:
-            return self.host_done(batch, host, started, "nothing to do")
+            why = self.actions.why_no_work(host)
+            if why is None and host_plan.debt:
+                owed = ", ".join(debt.service for debt in host_plan.debt)
+                why = f"owed {owed} when planned, cleared meanwhile"
+            return self.host_done(
+                batch, host, started, "nothing to do" + (f" ({why})" if why else "")
+            )
         except _HostFailed as failure:
             reason = str(failure)
         except asyncio.CancelledError:
@@ -509,17 +507,8 @@ class Executor:
                 except InterlockError as exc:
                     raise _HostFailed(step.id, f"cannot tell whether it was done: {exc}") from None
                 if verdict:
-                    note = "found done when resuming"
-                    self.journal.step_finished(
-                        self.run_id, batch.id, host.name, step.id, attempt, "done", note
-                    )
-                    self.emit(
-                        events.STEP_FINISHED,
-                        batch=batch.id,
-                        host=host.name,
-                        step=step.id,
-                        state="done",
-                        detail=note,
+                    self.record_step(
+                        batch, host, step.id, attempt, "done", "found done when resuming"
                     )
                     continue
             await self.run_step(batch, host, step.id, attempt, context, host_plan)
@@ -546,14 +535,7 @@ class Executor:
         host_plan: HostPlan,
     ) -> None:
         step = host_plan.step(step_id)
-        self.journal.step_started(self.run_id, batch.id, host.name, step.id, attempt)
-        self.emit(
-            events.STEP_STARTED,
-            batch=batch.id,
-            host=host.name,
-            step=step.id,
-            detail=step.description,
-        )
+        self.record_step(batch, host, step.id, attempt, "started", step.description)
         began = time.monotonic()
         try:
             outcome = await self.actions.perform(host, step.id, step.action, context)
@@ -561,39 +543,41 @@ class Executor:
             raise
         except Exception as exc:  # noqa: BLE001 - any error fails this host, never the run
             reason = str(exc) if isinstance(exc, InterlockError) else f"{type(exc).__name__}: {exc}"
-            self.journal.step_finished(
-                self.run_id, batch.id, host.name, step.id, attempt, "failed", reason
-            )
-            self.emit(
-                events.STEP_FINISHED,
-                batch=batch.id,
-                host=host.name,
-                step=step.id,
-                state="failed",
-                detail=reason,
-                duration=time.monotonic() - began,
-            )
+            self.record_step(batch, host, step.id, attempt, "failed", reason, began=began)
             raise _HostFailed(step.id, reason) from None
-        self.journal.step_finished(
-            self.run_id,
-            batch.id,
-            host.name,
-            step.id,
-            attempt,
-            "done",
-            outcome.detail,
-            outcome.data,
+        self.record_step(
+            batch, host, step.id, attempt, "done", outcome.detail, outcome.data, began=began
         )
         context[step.id] = outcome.data
-        self.emit(
-            events.STEP_FINISHED,
-            batch=batch.id,
-            host=host.name,
-            step=step.id,
-            state="done",
-            detail=outcome.detail,
-            duration=time.monotonic() - began,
-        )
+
+    def record_step(
+        self,
+        batch: Batch,
+        host: Host,
+        step_id: str,
+        attempt: int,
+        state: str,
+        detail: str | None,
+        data: dict[str, Any] | None = None,
+        *,
+        began: float | None = None,
+        kind: str | None = None,
+    ) -> None:
+        """A step's state change: in the journal first, then as an event (a step-started or
+        step-finished, or `kind` for cleanup steps) with its duration since `began`."""
+        if state == "started":
+            self.journal.step_started(self.run_id, batch.id, host.name, step_id, attempt)
+        else:
+            self.journal.step_finished(
+                self.run_id, batch.id, host.name, step_id, attempt, state, detail, data
+            )
+        fields: dict[str, Any] = {"batch": batch.id, "host": host.name, "step": step_id}
+        if kind is not None or state != "started":
+            fields["state"] = state
+        if began is not None:
+            fields["duration"] = time.monotonic() - began
+        started = events.STEP_STARTED if state == "started" else events.STEP_FINISHED
+        self.emit(kind or started, detail=detail, **fields)
 
     async def cleanup(self, batch: Batch, host_plan: HostPlan, attempt: int) -> str:
         """Undo, newest first, every started step whose undo has not happened; say what stays."""
@@ -619,14 +603,8 @@ class Executor:
             undone = records.get(undo_id)
             if undone is not None and undone.state == "done":
                 continue
-            self.journal.step_started(self.run_id, batch.id, host.name, undo_id, attempt)
-            self.emit(
-                events.CLEANUP,
-                batch=batch.id,
-                host=host.name,
-                step=undo_id,
-                state="started",
-                detail=step.undo.describe(),
+            self.record_step(
+                batch, host, undo_id, attempt, "started", step.undo.describe(), kind=events.CLEANUP
             )
             began = time.monotonic()
             try:
@@ -634,17 +612,8 @@ class Executor:
             except Exception as exc:  # noqa: BLE001 - report every cleanup failure, go on
                 detail = str(exc) if isinstance(exc, InterlockError) else repr(exc)
                 state = "failed"
-            self.journal.step_finished(
-                self.run_id, batch.id, host.name, undo_id, attempt, state, detail
-            )
-            self.emit(
-                events.CLEANUP,
-                batch=batch.id,
-                host=host.name,
-                step=undo_id,
-                state=state,
-                detail=detail,
-                duration=time.monotonic() - began,
+            self.record_step(
+                batch, host, undo_id, attempt, state, detail, began=began, kind=events.CLEANUP
             )
             if state == "failed":
                 notes.append(f"undo of {step.id} FAILED: {detail}")

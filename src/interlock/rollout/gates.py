@@ -12,17 +12,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from interlock.fleet.inventory import Host
 from interlock.host.services.base import ServiceState
 from interlock.rollout.outcome import StepFailed, StepOutcome, WaitReporter
 from interlock.rollout.plan import CommandProbe, Gate, Plan, PreGates, Probe, Soak
 from interlock.rollout.probes import ProbeResult, ProbeRunner
-from interlock.rollout.service_state import ServiceSetup
 
 RESTART_POLL = 0.2
 
-ServiceStates = Callable[[Host, Sequence[ServiceSetup]], Awaitable[dict[str, ServiceState]]]
+ServiceStates = Callable[[Host, Sequence[str]], Awaitable[dict[str, ServiceState]]]
 # (what is waited for): reported while a pre-gate holds a batch back.
 BatchWaitReporter = Callable[[str], None]
 
@@ -105,7 +105,7 @@ async def soak(
 
 async def wait_restarted(
     host: Host,
-    setups: Mapping[str, ServiceSetup],
+    services: Sequence[str],
     before: Mapping[str, ServiceState],
     deadline: float,
     states: ServiceStates,
@@ -115,8 +115,8 @@ async def wait_restarted(
     """Until every service runs as a new instance (and is active), or GateTimeout."""
     end = time.monotonic() + deadline
     while True:
-        after = await states(host, list(setups.values()))
-        waiting = [name for name in setups if not restarted(before.get(name), after[name])]
+        after = await states(host, services)
+        waiting = [name for name in services if not restarted(before.get(name), after[name])]
         if not waiting:
             return after
         detail = "; ".join(
@@ -134,3 +134,10 @@ def restarted(before: ServiceState | None, after: ServiceState) -> bool:
     if before is None:
         return after.active
     return after.differs_from(before)
+
+
+def recorded_services(recorded: Mapping[str, Any]) -> list[str]:
+    """The services a snapshot recorded (journals before the ledger fact kept `setups`)."""
+    if "services" in recorded:
+        return [str(name) for name in recorded["services"]]
+    return [str(setup["service"]) for setup in recorded.get("setups", [])]

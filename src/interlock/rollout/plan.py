@@ -15,10 +15,11 @@ import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import UTC, datetime, time
 from typing import Any, ClassVar
 
 from interlock.fleet.inventory import Host, LoadBalancer
+from interlock.host.ledger import LEDGER_DIR
 from interlock.rollout.reboot_steps import BootRecord, CameBack, Reboot
 from interlock.rollout.schedule import NO_FAILURES, Amount, GroupLimit
 from interlock.rollout.window import ALWAYS, MaintenanceWindow, WindowSchedule
@@ -154,7 +155,7 @@ class ApplyDeferred:
     kind: ClassVar[str] = "deferred"
     via: str = "interlock"  # "interlock" or "ledger" (hosts without interlock installed)
     interlock: tuple[str, ...] = ("interlock",)
-    ledger_dir: str = "/var/lib/policy-rc.d"
+    ledger_dir: str = LEDGER_DIR
     timeout: float = 120.0
 
     def describe(self) -> str:
@@ -178,7 +179,8 @@ class ApplyDeferred:
             return [f"$ {shlex.join(self.check_argv())}", f"$ {shlex.join(self.argv())}"]
         return [
             f"for each service with events in {self.ledger_dir}/*.deferred: "
-            "$ service SERVICE restart, verify it restarted, then remove its event files"
+            "$ service SERVICE restart, verify it restarted, then remove its event files "
+            "still as read, under the ledger's lock"
         ]
 
 
@@ -189,7 +191,7 @@ class Snapshot:
     kind: ClassVar[str] = "snapshot"
     services: tuple[str, ...] = ()
     deferred: bool = False  # also the services with deferred events
-    ledger_dir: str = "/var/lib/policy-rc.d"
+    ledger_dir: str = LEDGER_DIR
 
     def describe(self) -> str:
         names = list(self.services)
@@ -327,11 +329,28 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Debt:
+    """A service a host owes a restart, as the fleet status read its ledger when planning."""
+
+    service: str
+    since: int  # epoch seconds of its oldest pending event
+    reasons: tuple[str, ...]
+
+    def describe(self) -> str:
+        when = datetime.fromtimestamp(self.since, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"{self.service} since {when}: {'; '.join(self.reasons)}"
+
+
+@dataclass(frozen=True)
 class HostPlan:
     host: Host
     steps: tuple[Step, ...]
     # The step whose `check` tells, before the host is touched, whether it has work at all.
     work_check: str | None = None
+    # What the host owed when planned (None: not read), or why its ledger could not be read.
+    # Information for people: each attempt reads the ledger again and pays what is owed then.
+    debt: tuple[Debt, ...] | None = None
+    debt_unread: str | None = None
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -342,7 +361,8 @@ class HostPlan:
     @property
     def fingerprint(self) -> str:
         """Changes when anything about what would run on this host changes."""
-        payload = json.dumps(encode(self), sort_keys=True, separators=(",", ":"))
+        work = {k: v for k, v in encode(self).items() if k not in ("debt", "debt_unread")}
+        payload = json.dumps(work, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -444,6 +464,12 @@ def render(plan: Plan) -> str:
 def render_host(host_plan: HostPlan) -> list[str]:
     host = host_plan.host
     lines = [f"  {host.name} ({host.address})"]
+    if host_plan.debt:
+        lines.extend(f"     owes {debt.describe()}" for debt in host_plan.debt)
+    elif host_plan.debt is not None:
+        lines.append("     owes nothing now (its ledger is read again when its turn comes)")
+    elif host_plan.debt_unread is not None:
+        lines.append(f"     owes: unknown ({host_plan.debt_unread})")
     width = max((len(step.id) for step in host_plan.steps), default=0)
     for number, step in enumerate(host_plan.steps, start=1):
         lines.append(f"    {number:>2} {step.id:<{width}}  {step.description}")
@@ -492,6 +518,7 @@ _RECORDS: dict[str, type[Any]] = {
         Reboot,
         CameBack,
         Step,
+        Debt,
         HostPlan,
         PreGates,
         Batch,

@@ -12,11 +12,14 @@ from collections.abc import Mapping, Sequence
 
 from interlock.errors import UsageError
 from interlock.fleet.inventory import Host
+from interlock.fleet.status import FleetStatus
+from interlock.host.ledger import DeferredEvent
 from interlock.rollout.plan import (
     Action,
     ApplyDeferred,
     Batch,
     CommandProbe,
+    Debt,
     Drain,
     Enable,
     Gate,
@@ -41,9 +44,13 @@ FIELD_RE = re.compile(r"\{(name|address|labels\[([A-Za-z0-9_.-]+)\])\}")
 
 
 def build_plan(
-    spec: RolloutSpec, hosts: Sequence[Host], inventory_hosts: Mapping[str, Host] | None = None
+    spec: RolloutSpec,
+    hosts: Sequence[Host],
+    inventory_hosts: Mapping[str, Host] | None = None,
+    status: FleetStatus | None = None,
 ) -> Plan:
-    """The plan for `hosts` (already selected, in inventory order)."""
+    """The plan for `hosts` (already selected, in inventory order); with the fleet `status`, a
+    plan of deferred restarts shows what each host owes."""
     if not hosts:
         raise UsageError("the rollout targets no hosts")
     known = dict(inventory_hosts or {})
@@ -59,7 +66,7 @@ def build_plan(
         Batch(
             id=f"b{number}",
             stage=slot.stage,
-            hosts=tuple(host_plan(spec, host) for host in slot.hosts),
+            hosts=tuple(with_debt(host_plan(spec, host), status) for host in slot.hosts),
             concurrency=min(spec.concurrency or len(slot.hosts), len(slot.hosts)),
             stagger=spec.stagger,
             jitter=spec.jitter,
@@ -136,6 +143,35 @@ def host_plan(spec: RolloutSpec, host: Host) -> HostPlan:
             Step("enable", Enable(host.address, drain.port, drain.timeout), undoes="drain")
         )
     return HostPlan(host, tuple(steps), work_check)
+
+
+def with_debt(plan: HostPlan, status: FleetStatus | None) -> HostPlan:
+    """The host's pending deferred restarts from the fleet status, grouped per service."""
+    if status is None or plan.work_check != "deferred":
+        return plan
+    for host, reason in status.unreachable:
+        if host.name == plan.host.name:
+            return dataclasses.replace(plan, debt_unread=f"unreachable: {plain(reason)}")
+    found = next((d for d in status.hosts if d.host.name == plan.host.name), None)
+    if found is None:
+        return plan
+    owed: dict[str, list[DeferredEvent]] = {}
+    for event in found.pending:
+        owed.setdefault(event.unit, []).append(event)
+    debt = tuple(
+        Debt(
+            service,
+            min(event.timestamp for event in events),
+            tuple(dict.fromkeys(plain(event.reason) or event.action for event in events)),
+        )
+        for service, events in sorted(owed.items())
+    )
+    return dataclasses.replace(plan, debt=debt)
+
+
+def plain(text: str) -> str:
+    """A value read from a host, as text a terminal shows as it is: no control characters."""
+    return "".join(char if char.isprintable() else " " for char in text)[:300]
 
 
 def fill(template: str, host: Host) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from interlock.errors import UsageError
+from interlock.facts import service_state
 from interlock.fleet.inventory import Host
 from interlock.fleet.transport.base import Transport
 from interlock.fleet.transport.errors import TransportError
@@ -30,7 +31,7 @@ from interlock.host.reboot import (
     parse_need,
 )
 from interlock.host.services.base import ServiceState
-from interlock.rollout.gates import wait_restarted
+from interlock.rollout.gates import recorded_services, wait_restarted
 from interlock.rollout.outcome import StepFailed, StepOutcome
 from interlock.rollout.plan import (
     ApplyDeferred,
@@ -44,7 +45,6 @@ from interlock.rollout.plan import (
     Step,
 )
 from interlock.rollout.reboot_steps import ALWAYS, BootRecord, CameBack, Reboot
-from interlock.rollout.service_state import ServiceSetup, state_from_dict, state_to_dict
 
 if TYPE_CHECKING:
     from interlock.rollout.actions import HostActions
@@ -256,10 +256,10 @@ async def came_back(
     recorded = context.get(action.snapshot)
     if recorded is None:
         raise StepFailed(f"no state recorded by step {action.snapshot} to compare with")
-    setups = {s["service"]: ServiceSetup.from_dict(s) for s in recorded.get("setups", [])}
-    before = {name: state_from_dict(s) for name, s in recorded.get("states", {}).items()}
-    running = {name: setups[name] for name, state in before.items() if state.active}
-    idle = sorted(name for name in setups if name not in running)
+    services = recorded_services(recorded)
+    before = {n: service_state.from_dict(s) for n, s in recorded.get("states", {}).items()}
+    running = [name for name in services if name in before and before[name].active]
+    idle = sorted(name for name in services if name not in running)
     note = f" (not running before, not expected: {', '.join(idle)})" if idle else ""
     if not running:
         return StepOutcome("no recorded service ran before" + note)
@@ -268,5 +268,5 @@ async def came_back(
     )
     return StepOutcome(
         ", ".join(f"{name} {_change(before[name], after[name])}" for name in running) + note,
-        {"states": {name: state_to_dict(state) for name, state in after.items()}},
+        {"states": {name: service_state.as_dict(state) for name, state in after.items()}},
     )

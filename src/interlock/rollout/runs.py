@@ -17,10 +17,12 @@ from interlock.coordination.backend import Coordination
 from interlock.coordination.selection import open_coordination
 from interlock.errors import InterlockError, UsageError
 from interlock.fleet.inventory import Inventory, LoadBalancer
+from interlock.fleet.status import gather_status_sync
 from interlock.fleet.transport.base import Transport
+from interlock.fleet.transport.kinds import open_transport
 from interlock.rollout.actions import HostActions
 from interlock.rollout.balancer import Balancer, HaproxyBalancer, NoBalancer
-from interlock.rollout.events import EventBus
+from interlock.rollout.events import EventBus, WaitReports
 from interlock.rollout.executor import Executor, RunOutcome
 from interlock.rollout.journal import HOST_FINAL, Journal, RunRecord
 from interlock.rollout.plan import Drain, Plan, decode, encode
@@ -31,9 +33,15 @@ from interlock.rollout.spec import RolloutSpec
 ExecutorHook = Callable[[Executor], None]
 
 
-def plan_for(spec: RolloutSpec, inventory: Inventory) -> Plan:
+def plan_for(spec: RolloutSpec, inventory: Inventory, *, read_debt: bool = True) -> Plan:
+    """The plan; for deferred restarts (unless not `read_debt`) from the fleet status, read
+    once per host, so the plan shows what each host owes."""
     hosts = inventory.select(spec.limit)
-    return build_plan(spec, hosts, inventory.hosts)
+    status = None
+    if read_debt and spec.action.kind == "deferred" and hosts:
+        transport = transport_for(settings_for(spec, inventory))
+        status = gather_status_sync(hosts, transport, ledger_dir=spec.ledger_dir)
+    return build_plan(spec, hosts, inventory.hosts, status)
 
 
 def settings_for(spec: RolloutSpec, inventory: Inventory) -> dict[str, Any]:
@@ -78,14 +86,8 @@ def pick_run(journal: Journal, run_id: str | None, *, active: bool) -> RunRecord
     return journal.latest_run(active_only=active)
 
 
-def open_transport(settings: Mapping[str, Any]) -> Transport:
-    if settings.get("transport") == "local":
-        from interlock.fleet.transport.local import LocalTransport
-
-        return LocalTransport()
-    from interlock.fleet.transport.ssh import SshTransport
-
-    return SshTransport(known_hosts=settings.get("known_hosts"))
+def transport_for(settings: Mapping[str, Any]) -> Transport:
+    return open_transport(settings.get("transport", "ssh"), settings.get("known_hosts"))
 
 
 def open_balancer(settings: Mapping[str, Any], plan: Plan, transport: Transport) -> Balancer:
@@ -133,7 +135,7 @@ class Session:
 def open_session(run: RunRecord) -> Session:
     from interlock.fleet.transport.local import LocalTransport
 
-    transport = open_transport(run.settings)
+    transport = transport_for(run.settings)
     local = transport if isinstance(transport, LocalTransport) else LocalTransport()
     return Session(transport, open_balancer(run.settings, run.plan, transport), local)
 
@@ -167,8 +169,18 @@ async def execute(
             try:
                 plan = current.plan
                 probes = ProbeRunner(chosen.transport, chosen.local)
-                actions = HostActions(chosen.transport, chosen.balancer, probes)
-                executor = Executor(plan, run.id, journal, actions, probes, bus, coordination=slots)
+                reports = WaitReports(bus, run.id)
+                actions = HostActions(chosen.transport, chosen.balancer, probes, reports)
+                executor = Executor(
+                    plan,
+                    run.id,
+                    journal,
+                    actions,
+                    probes,
+                    bus,
+                    reports=reports,
+                    coordination=slots,
+                )
                 if on_executor is not None:
                     on_executor(executor)
                 if current.state == "aborting":

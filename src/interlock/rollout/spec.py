@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from interlock.document_reader import MarkedReader
+from interlock.documents import MarkedMap, MarkedReader, MarkedSeq, load_yaml, read_text
 from interlock.errors import FileFormatError, UsageError
-from interlock.fleet.inventory import MarkedMap, MarkedSeq, load_yaml, read_text
+from interlock.host.ledger import LEDGER_DIR
 from interlock.host.policy import canonical_service, is_valid_service_name
 from interlock.rollout.plan import (
     CommandProbe,
@@ -76,7 +76,6 @@ from interlock.rollout.window import (
     parse_window,
 )
 
-DEFAULT_LEDGER_DIR = "/var/lib/policy-rc.d"
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _LABEL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 TEMPLATE_FIELDS = ("name", "address", "labels")
@@ -182,7 +181,7 @@ class RolloutSpec:
     limit: str | None = None
     transport: str = "ssh"  # ssh | local
     interlock: tuple[str, ...] = ("interlock",)
-    ledger_dir: str = DEFAULT_LEDGER_DIR
+    ledger_dir: str = LEDGER_DIR
     action: ActionSpec = field(default_factory=ActionSpec)
     schedule: Schedule = field(default_factory=Schedule)
     concurrency: int | None = None

@@ -1,57 +1,29 @@
 """What each host has: installed and candidate versions of the recipe's packages, its services,
 whether it holds the API VIP. Each probe is a command plus a pure parser.
 
-Candidates are read against the release's repository *before* it is switched on the host: the
-probe copies the host's apt sources into a scratch directory, puts the recipe's sources file in
-it, and runs `apt-get update` and `apt-cache policy` on that copy (Dir::Etc::SourceParts,
-Dir::State::Lists, no package cache). The host's own sources, lists and locks are not touched,
-so `upgrade plan` shows the versions `upgrade run` will install.
+Packages are the `facts.packages` fact, read against the release's repository before it is
+switched on the host, so `upgrade plan` shows the versions `upgrade run` will install.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from interlock.errors import FileFormatError, InterlockError, UsageError
+from interlock.facts import packages as packages_fact
+from interlock.facts.packages import PackageFact
 from interlock.fleet.host_pattern import HostPatternError
 from interlock.fleet.inventory import Host, Inventory
 from interlock.fleet.transport.base import Transport
 from interlock.fleet.transport.fan_out import fan_out
-from interlock.package_version import compare_versions, is_newer
 from interlock.upgrade.recipe import Recipe
 from interlock.upgrade.steps import HELD_DIR
 
 PROBE_TIMEOUT = 600.0
-
-PACKAGES_SCRIPT = """\
-set -eu
-export LC_ALL=C
-file=$1 content=$2
-shift 2
-work=$(mktemp -d "${TMPDIR:-/tmp}/interlock-facts.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/parts" "$work/lists/partial"
-for source in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-    if [ -e "$source" ] && [ "$source" != "$file" ]; then cp "$source" "$work/parts/"; fi
-done
-printf '%s' "$content" > "$work/parts/${file##*/}"
-echo '#installed'
-dpkg-query -W -f='${Package}\\t${Version}\\t${db:Status-Abbrev}\\n' "$@" 2>/dev/null || true
-if ! apt-get -q -o "Dir::Etc::SourceParts=$work/parts" -o "Dir::State::Lists=$work/lists" \\
-    -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Sandbox::User=root \\
-    update > "$work/update.log" 2>&1; then
-    tail -n 5 "$work/update.log" >&2
-    exit 1
-fi
-echo '#candidates'
-apt-cache -o "Dir::Etc::SourceParts=$work/parts" -o "Dir::State::Lists=$work/lists" \\
-    -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= policy "$@"
-"""
 
 SERVICES_SCRIPT = f"""\
 for name do
@@ -69,24 +41,9 @@ done
 
 RoleHosts = dict[str, list[Host]]
 
-_POLICY_HEADER = re.compile(r"^(\S+):$")
-_POLICY_FIELD = re.compile(r"^\s+(Installed|Candidate):\s*(\S+)\s*$")
-
 
 class FactsError(InterlockError):
     """The facts of some hosts could not be read; the message names them and says why."""
-
-
-@dataclass(frozen=True)
-class PackageFact:
-    name: str
-    installed: str | None = None  # dpkg says installed (ii) at this version
-    candidate: str | None = None  # what apt would install from the release's sources
-
-    @property
-    def upgradable(self) -> bool:
-        """Installed, with a newer candidate: what the upgrade installs."""
-        return is_newer(self.candidate, self.installed)
 
 
 @dataclass(frozen=True)
@@ -111,67 +68,6 @@ class HostFacts:
 
 
 # --- probes: commands and pure parsers ---------------------------------------------------------
-
-
-def packages_command(file: str, content: str, packages: Sequence[str]) -> list[str]:
-    return ["sh", "-c", PACKAGES_SCRIPT, "sh", file, content, *packages]
-
-
-def parse_dpkg_query(text: str) -> dict[str, str]:
-    """`dpkg-query -W -f='${Package}\\t${Version}\\t${db:Status-Abbrev}\\n'`: the packages
-    fully installed (state `i`); half-installed ones and config files left behind are not."""
-    installed: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = line.split("\t")
-        if len(parts) != 3:
-            continue
-        name, version, status = parts
-        name = name.partition(":")[0]
-        if len(status) >= 2 and status[1] == "i" and version:
-            known = installed.get(name)
-            if known is None or compare_versions(version, known) > 0:
-                installed[name] = version
-    return installed
-
-
-def parse_policy(text: str) -> dict[str, tuple[str | None, str | None]]:
-    """`LC_ALL=C apt-cache policy PKG...`: package -> (installed, candidate), None for (none)."""
-    result: dict[str, tuple[str | None, str | None]] = {}
-    current: str | None = None
-    fields: dict[str, str | None] = {}
-    for line in text.splitlines():
-        header = _POLICY_HEADER.match(line)
-        if header:
-            current = header[1].partition(":")[0]
-            fields = {"Installed": None, "Candidate": None}
-            result[current] = (None, None)
-            continue
-        match = _POLICY_FIELD.match(line)
-        if match and current is not None:
-            value = match[2]
-            fields[match[1]] = None if value == "(none)" else value
-            result[current] = (fields["Installed"], fields["Candidate"])
-    return result
-
-
-def parse_packages(text: str, packages: Sequence[str]) -> dict[str, PackageFact]:
-    """The packages probe's output: the installed versions from dpkg, the candidates from apt."""
-    sections: dict[str, list[str]] = {}
-    current: str | None = None
-    for line in text.splitlines():
-        if line in ("#installed", "#candidates"):
-            current = line[1:]
-            sections[current] = []
-        elif current is not None:
-            sections[current].append(line)
-    if "installed" not in sections or "candidates" not in sections:
-        raise ValueError("the package probe's output is incomplete")
-    installed = parse_dpkg_query("\n".join(sections["installed"]))
-    policy = parse_policy("\n".join(sections["candidates"]))
-    return {
-        name: PackageFact(name, installed.get(name), policy.get(name, (None, None))[1])
-        for name in packages
-    }
 
 
 def services_command(services: Sequence[str]) -> list[str]:
@@ -243,16 +139,16 @@ def services_for(recipe: Recipe, roles: Sequence[str]) -> list[str]:
 async def host_facts(
     transport: Transport, host: Host, recipe: Recipe, roles: Sequence[str]
 ) -> HostFacts:
-    packages = packages_for(recipe, roles)
+    names = packages_for(recipe, roles)
     repo = recipe.repository
     probe = await transport.run(
-        host, packages_command(repo.file, repo.content, packages), timeout=PROBE_TIMEOUT
+        host, packages_fact.command(repo.file, repo.content, names), timeout=PROBE_TIMEOUT
     )
     if not probe.ok:
         error = probe.stderr.decode("utf-8", "replace").strip()[-400:]
         raise FactsError(f"package probe exited {probe.exit_status}: {error}")
     try:
-        facts = parse_packages(probe.stdout.decode("utf-8", "replace"), packages)
+        facts = packages_fact.parse(probe.stdout.decode("utf-8", "replace"), names)
     except ValueError as exc:
         raise FactsError(str(exc)) from None
     services = services_for(recipe, roles)

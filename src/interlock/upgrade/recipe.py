@@ -50,9 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from interlock.document_reader import MarkedReader
+from interlock.documents import MarkedMap, MarkedReader, MarkedSeq, load_yaml, read_text
 from interlock.errors import FileFormatError
-from interlock.fleet.inventory import MarkedMap, MarkedSeq, load_yaml, read_text
 from interlock.host.policy import canonical_service, is_valid_service_name
 from interlock.rollout.plan import Probe
 from interlock.rollout.schedule import NO_FAILURES, Amount

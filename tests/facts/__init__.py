@@ -1,0 +1,1 @@
+"""Tests of the facts read from hosts: commands run for real, parsers on captured output."""
