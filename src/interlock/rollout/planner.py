@@ -133,6 +133,14 @@ def host_plan(spec: RolloutSpec, host: Host) -> HostPlan:
     steps.append(Step(work.kind, work, sticky=True))
     if restarts and post.restarted:
         steps.append(Step("restarted", Restarted(SNAPSHOT, post.deadline)))
+    steps.extend(closing_steps(spec, host))
+    return HostPlan(host, tuple(steps), work_check)
+
+
+def closing_steps(spec: RolloutSpec, host: Host) -> list[Step]:
+    """What every host's plan ends with, whatever its action: health gates, soak, enable."""
+    post, drain = spec.post_gates, spec.drain
+    steps: list[Step] = []
     probes = tuple(fill_probe(probe, host) for probe in post.probes)
     if probes:
         steps.append(Step("health", Gate(probes, post.passes, post.interval, post.deadline)))
@@ -142,7 +150,7 @@ def host_plan(spec: RolloutSpec, host: Host) -> HostPlan:
         steps.append(
             Step("enable", Enable(host.address, drain.port, drain.timeout), undoes="drain")
         )
-    return HostPlan(host, tuple(steps), work_check)
+    return steps
 
 
 def with_debt(plan: HostPlan, status: FleetStatus | None) -> HostPlan:

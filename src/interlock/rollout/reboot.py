@@ -37,11 +37,9 @@ from interlock.rollout.plan import (
     ApplyDeferred,
     Drain,
     Enable,
-    Gate,
     HostPlan,
     RunCommand,
     Snapshot,
-    Soak,
     Step,
 )
 from interlock.rollout.reboot_steps import ALWAYS, BootRecord, CameBack, Reboot
@@ -61,7 +59,7 @@ NEED_MARKER = "@@interlock-reboot"
 
 
 def reboot_host_plan(spec: RolloutSpec, host: Host) -> HostPlan:
-    from interlock.rollout.planner import fill_probe
+    from interlock.rollout.planner import closing_steps
 
     if spec.transport == "local":
         raise UsageError(
@@ -98,15 +96,7 @@ def reboot_host_plan(spec: RolloutSpec, host: Host) -> HostPlan:
         steps.append(Step("came-back", CameBack(SNAPSHOT, post.deadline)))
     check = RunCommand((*spec.interlock, "check", "--json"), ok_exits=(0, 1), timeout=60.0)
     steps.append(Step("ledger", check, title="clear the deferred restarts paid (interlock check)"))
-    probes = tuple(fill_probe(probe, host) for probe in post.probes)
-    if probes:
-        steps.append(Step("health", Gate(probes, post.passes, post.interval, post.deadline)))
-    if post.soak > 0:
-        steps.append(Step("soak", Soak(post.soak, probes)))
-    if drain.enabled:
-        steps.append(
-            Step("enable", Enable(host.address, drain.port, drain.timeout), undoes="drain")
-        )
+    steps.extend(closing_steps(spec, host))
     return HostPlan(host, tuple(steps), reboot.kind)
 
 
