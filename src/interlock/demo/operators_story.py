@@ -267,12 +267,13 @@ def run_operators_demo() -> int:
     with tempfile.TemporaryDirectory(prefix="interlock-demo-operators-") as tmp:
         workdir = Path(tmp)
         actors = [Operator(name, workdir / name / "state") for name in (*LIMITS, "fleetlock")]
+        clients: list[FleetLockClient] = []
         narrator.step(
             "A lab on this machine: lb1, three controllers that also run a 3-member etcd, and "
             "four computes; each host a network namespace with its own sshd"
         )
-        try:
-            with running_lab(workdir / "lab", hosts=8, controllers=3, lbs=1) as lab:
+        with running_lab(workdir / "lab", hosts=8, controllers=3, lbs=1) as lab:
+            try:
                 url = etcd.start(lab, etcd.member_hosts(lab, 3))
                 inventory = str(lab.inventory_path)
 
@@ -334,6 +335,7 @@ def run_operators_demo() -> int:
                     ])  # fmt: skip
                     _wait_for(lambda: "listening" in server.said, "the FleetLock server")
                     client = FleetLockClient(lab, ("127.0.0.1", port), say)
+                    clients.append(client)
                     client.thread.start()
 
                     narrator.step(
@@ -360,9 +362,12 @@ def run_operators_demo() -> int:
                 narrator.step("No slot is left held")
                 cli("slots", "list", "--coordination", url)
                 narrator.step("The lab (and its etcd) is torn down, the journals removed")
-        finally:
-            for actor in actors:
-                actor.stop()
+            finally:
+                # Actors end before the lab goes down under them.
+                for agent in clients:
+                    agent.stopping.set()
+                for actor in actors:
+                    actor.stop()
     narrator.note("lab down: namespaces, mounts, bridge, etcd and processes removed")
     narrator.finish()
     expected = sum(len(limit.split(":")) for limit in LIMITS.values()) + 1
