@@ -63,6 +63,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = sub.add_parser(
         "operators",
         help="two operators roll out over overlapping hosts at once and share one budget "
-        "through etcd: never more than one compute down (about a minute)",
+        "through etcd: never more than one compute down (about half a minute)",
     )
     p.set_defaults(handler=cmd_operators)
