@@ -260,7 +260,7 @@ class TrippingManager:
 @pytest.fixture
 def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     from interlock.cli import host as host_cli
-    from interlock.demo import host_story, lab_story
+    from interlock.demo import host_story, lab_story, operators_story
     from interlock.lab.lab import Lab
     from interlock.rollout import runs
 
@@ -268,6 +268,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.setattr(Lab, "down", tripwire("lab down"))
     monkeypatch.setattr(host_story, "run_host_demo", tripwire("the host demo"))
     monkeypatch.setattr(lab_story, "run_lab_demo", tripwire("the lab demo"))
+    monkeypatch.setattr(operators_story, "run_operators_demo", tripwire("the operators demo"))
     monkeypatch.setattr(host_cli, "detect_manager", TrippingManager)
     monkeypatch.setattr(runs, "execute", tripwire("a rollout's execution"))
     # Relative paths ('../../etc/passwd') land inside the test's directory, as does ~.

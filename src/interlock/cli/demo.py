@@ -28,6 +28,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return run_lab_demo(hosts=args.hosts, systemd=args.systemd)
 
 
+def cmd_operators(args: argparse.Namespace) -> int:
+    _require_root()
+    from interlock.demo.operators_story import run_operators_demo
+
+    return run_operators_demo()
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = commands.add_parser(
         "demo",
@@ -53,3 +60,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="every host boots systemd from its own Debian root file system (APIs as units)",
     )
     p.set_defaults(handler=cmd_lab)
+    p = sub.add_parser(
+        "operators",
+        help="two operators roll out over overlapping hosts at once and share one budget "
+        "through etcd: never more than one compute down (about half a minute)",
+    )
+    p.set_defaults(handler=cmd_operators)
