@@ -14,6 +14,7 @@ from interlock.cli.arguments import positive_count
 from interlock.cli.output import echo, emit_json, table
 from interlock.errors import InterlockError, UsageError
 from interlock.fleet.inventory import DEFAULT_INVENTORY
+from interlock.rollout.states import HostState, RunState
 
 EXIT_COMPLETE = 0
 EXIT_PAUSED = 3
@@ -179,21 +180,22 @@ def execute_run(args: argparse.Namespace, journal: Any, run: Any) -> int:
                 "run": run.id,
                 "state": outcome.state,
                 "reason": outcome.reason,
-                "done": outcome.done,
-                "failed": outcome.failed,
-                "skipped": outcome.skipped,
-                "pending": outcome.pending,
+                HostState.DONE: outcome.done,
+                HostState.FAILED: outcome.failed,
+                HostState.SKIPPED: outcome.skipped,
+                HostState.PENDING: outcome.pending,
             }
         )
     else:
         echo("\n".join(tally.summary_lines()))
-        if outcome.state == "paused":
+        if outcome.state == RunState.PAUSED:
             print(
                 f"paused: `interlock rollout resume {run.id}` continues, "
                 f"`interlock rollout skip HOST --run {run.id}` leaves a host out, "
                 f"`interlock rollout abort {run.id}` ends it"
             )
-    return {"complete": EXIT_COMPLETE, "paused": EXIT_PAUSED}.get(outcome.state, EXIT_ABORTED)
+    exits = {RunState.COMPLETE: EXIT_COMPLETE, RunState.PAUSED: EXIT_PAUSED}
+    return exits.get(outcome.state, EXIT_ABORTED)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -299,7 +301,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             from interlock.cli.slots import print_holdings
 
             print_holdings(report["holdings"])
-    return {"complete": EXIT_COMPLETE, "aborted": EXIT_ABORTED}.get(report["state"], EXIT_PAUSED)
+    exits = {RunState.COMPLETE: EXIT_COMPLETE, RunState.ABORTED: EXIT_ABORTED}
+    return exits.get(report["state"], EXIT_PAUSED)
 
 
 def _last_step(steps: list[dict[str, Any]]) -> str:

@@ -162,6 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from interlock.cli.rollout import confirm, execute_run, open_journal
     from interlock.rollout.runs import settings_for, start_run
     from interlock.rollout.spec import RolloutSpec
+    from interlock.rollout.states import RunState
     from interlock.upgrade.plan_text import render
 
     inventory, upgrade = compiled(args)
@@ -170,7 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         echo()
     if upgrade.plan is None:
         if args.json:
-            emit_json({"run": None, "state": "complete", "reason": "nothing to upgrade"})
+            emit_json({"run": None, "state": RunState.COMPLETE, "reason": "nothing to upgrade"})
         return 0
     confirm(args, "Run this upgrade?")
     spec = RolloutSpec(path=upgrade.recipe.path, transport=args.transport)
@@ -184,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def pick_upgrade_run(journal: Any, run_id: str | None) -> Any:
     """The given run, or the latest unfinished upgrade run."""
-    from interlock.rollout.journal import RUN_ACTIVE
+    from interlock.rollout.states import RUN_ACTIVE
 
     if run_id is not None:
         return journal.run(run_id)

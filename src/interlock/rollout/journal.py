@@ -28,10 +28,14 @@ from typing import Any
 from interlock.errors import InterlockError
 from interlock.host.atomic import unique_suffix
 from interlock.rollout.plan import Plan
-
-RUN_ACTIVE = ("running", "paused", "aborting")
-RUN_FINAL = ("complete", "aborted")
-HOST_FINAL = ("done", "skipped")
+from interlock.rollout.states import (
+    HOST_FINAL,
+    RUN_ACTIVE,
+    RUN_FINAL,
+    HostState,
+    RunState,
+    StepState,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -114,7 +118,7 @@ class RunRecord:
     id: str
     created: float
     updated: float
-    state: str
+    state: RunState
     reason: str | None
     plan_json: str
     settings: dict[str, Any]
@@ -137,7 +141,7 @@ class HostRecord:
     batch: str
     host: str
     position: int
-    state: str
+    state: HostState
     attempt: int
     detail: str | None
     fingerprint: str
@@ -151,7 +155,7 @@ class StepRecord:
     host: str
     step: str
     attempt: int
-    state: str
+    state: StepState
     started: float | None
     finished: float | None
     detail: str | None
@@ -171,7 +175,7 @@ class LogEntry:
     host: str
     step: str
     attempt: int
-    state: str
+    state: StepState
     at: float
     detail: str | None
 
@@ -259,8 +263,15 @@ class Journal:
             self._check_leases(db, names)
             db.execute(
                 "INSERT INTO runs (id, created, updated, state, reason, plan, settings) "
-                "VALUES (?, ?, ?, 'running', NULL, ?, ?)",
-                (run_id, now, now, plan.to_json(), json.dumps(settings, sort_keys=True)),
+                "VALUES (?, ?, ?, ?, NULL, ?, ?)",
+                (
+                    run_id,
+                    now,
+                    now,
+                    RunState.RUNNING,
+                    plan.to_json(),
+                    json.dumps(settings, sort_keys=True),
+                ),
             )
             position = 0
             for batch in plan.batches:
@@ -268,12 +279,9 @@ class Journal:
                     name = host_plan.host.name
                     earlier = carried.get((name, host_plan.fingerprint))
                     state, detail = (
-                        ("done", f"already done in run {earlier}")
+                        (HostState.DONE, f"already done in run {earlier}")
                         if earlier
-                        else (
-                            "pending",
-                            None,
-                        )
+                        else (HostState.PENDING, None)
                     )
                     db.execute(
                         "INSERT INTO hosts (run, batch, host, position, state, attempt, detail, "
@@ -353,7 +361,7 @@ class Journal:
             raise JournalError(f"no {what} in {self.path}")
         return _run_record(row)
 
-    def set_run_state(self, run_id: str, state: str, reason: str | None = None) -> None:
+    def set_run_state(self, run_id: str, state: RunState, reason: str | None = None) -> None:
         with self.transaction() as db:
             db.execute(
                 "UPDATE runs SET state = ?, reason = ?, updated = ? WHERE id = ?",
@@ -371,9 +379,8 @@ class Journal:
             if row[0] in RUN_FINAL:
                 return False
             db.execute(
-                "UPDATE runs SET state = 'aborting', reason = 'abort requested', updated = ? "
-                "WHERE id = ?",
-                (time.time(), run_id),
+                "UPDATE runs SET state = ?, reason = 'abort requested', updated = ? WHERE id = ?",
+                (RunState.ABORTING, time.time(), run_id),
             )
         return True
 
@@ -421,7 +428,7 @@ class Journal:
             "FROM hosts WHERE run = ? ORDER BY position",
             (run_id,),
         ).fetchall()
-        return [HostRecord(*row) for row in rows]
+        return [_host_record(row) for row in rows]
 
     def host(self, run_id: str, batch: str, host: str) -> HostRecord:
         row = self.db.execute(
@@ -431,14 +438,14 @@ class Journal:
         ).fetchone()
         if row is None:
             raise JournalError(f"run {run_id} has no host {host} in batch {batch}")
-        return HostRecord(*row)
+        return _host_record(row)
 
     def set_host(
         self,
         run_id: str,
         batch: str,
         host: str,
-        state: str,
+        state: HostState,
         detail: str | None = None,
         *,
         attempt: int | None = None,
@@ -464,11 +471,11 @@ class Journal:
             ).fetchone()
             if row is None or row[0] in HOST_FINAL:
                 return None
-            attempt = row[1] if row[0] == "running" else row[1] + 1
+            attempt = row[1] if row[0] == HostState.RUNNING else row[1] + 1
             db.execute(
-                "UPDATE hosts SET state = 'running', detail = NULL, attempt = ?, updated = ? "
+                "UPDATE hosts SET state = ?, detail = NULL, attempt = ?, updated = ? "
                 "WHERE run = ? AND batch = ? AND host = ?",
-                (attempt, time.time(), run_id, batch, host),
+                (HostState.RUNNING, attempt, time.time(), run_id, batch, host),
             )
         return self.host(run_id, batch, host)
 
@@ -480,17 +487,19 @@ class Journal:
             ).fetchall()
             if not rows:
                 raise JournalError(f"run {run_id} has no host {host!r}")
-            busy = [batch for batch, state in rows if state == "running"]
+            busy = [batch for batch, state in rows if state == HostState.RUNNING]
             if busy:
                 raise InterlockError(
                     f"{host} is in progress in run {run_id} (or was when it was interrupted): "
                     "resume the run to finish or fail it, or abort the run"
                 )
-            changed = [batch for batch, state in rows if state in ("pending", "failed")]
+            changed = [
+                batch for batch, state in rows if state in (HostState.PENDING, HostState.FAILED)
+            ]
             db.executemany(
-                "UPDATE hosts SET state = 'skipped', detail = 'skipped by the operator', "
+                "UPDATE hosts SET state = ?, detail = 'skipped by the operator', "
                 "updated = ? WHERE run = ? AND batch = ? AND host = ?",
-                [(time.time(), run_id, batch, host) for batch in changed],
+                [(HostState.SKIPPED, time.time(), run_id, batch, host) for batch in changed],
             )
         return changed
 
@@ -504,7 +513,7 @@ class Journal:
             "ORDER BY r.created DESC, r.id DESC LIMIT 1",
             (host, fingerprint, exclude_run),
         ).fetchone()
-        if row is None or row[1] != "done":
+        if row is None or row[1] != HostState.DONE:
             return None
         return str(row[0])
 
@@ -531,12 +540,12 @@ class Journal:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO steps (run, batch, host, step, attempt, state, started) "
-                "VALUES (?, ?, ?, ?, ?, 'started', ?) ON CONFLICT (run, batch, host, step) DO "
-                "UPDATE SET attempt = excluded.attempt, state = 'started', started = "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, batch, host, step) DO "
+                "UPDATE SET attempt = excluded.attempt, state = excluded.state, started = "
                 "excluded.started, finished = NULL, detail = NULL",
-                (run_id, batch, host, step, attempt, now),
+                (run_id, batch, host, step, attempt, StepState.STARTED, now),
             )
-            self._log(db, run_id, batch, host, step, attempt, "started", now, None)
+            self._log(db, run_id, batch, host, step, attempt, StepState.STARTED, now, None)
 
     def step_finished(
         self,
@@ -545,7 +554,7 @@ class Journal:
         host: str,
         step: str,
         attempt: int,
-        state: str,
+        state: StepState,
         detail: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
@@ -587,7 +596,10 @@ class Journal:
             "WHERE run = ? ORDER BY seq",
             (run_id,),
         ).fetchall()
-        return [LogEntry(*row) for row in rows]
+        return [
+            LogEntry(seq, batch, host, step, attempt, StepState(state), at, detail)
+            for seq, batch, host, step, attempt, state, at, detail in rows
+        ]
 
     @staticmethod
     def _log(
@@ -597,7 +609,7 @@ class Journal:
         host: str,
         step: str,
         attempt: int,
-        state: str,
+        state: StepState,
         at: float,
         detail: str | None,
     ) -> None:
@@ -608,13 +620,22 @@ class Journal:
         )
 
 
+# The journal stores states as their values; these turn rows into records with typed states.
+
+
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    return RunRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]))
+    return RunRecord(row[0], row[1], row[2], RunState(row[3]), row[4], row[5], json.loads(row[6]))
+
+
+def _host_record(row: tuple[Any, ...]) -> HostRecord:
+    return HostRecord(row[0], row[1], row[2], row[3], HostState(row[4]), *row[5:])
 
 
 def _step_record(row: tuple[Any, ...]) -> StepRecord:
     data = json.loads(row[9]) if row[9] else {}
-    return StepRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], data)
+    return StepRecord(
+        row[0], row[1], row[2], row[3], row[4], StepState(row[5]), row[6], row[7], row[8], data
+    )
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

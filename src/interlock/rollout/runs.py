@@ -24,11 +24,12 @@ from interlock.rollout.actions import HostActions
 from interlock.rollout.balancer import Balancer, HaproxyBalancer, NoBalancer
 from interlock.rollout.events import EventBus, WaitReports
 from interlock.rollout.executor import Executor, RunOutcome
-from interlock.rollout.journal import HOST_FINAL, Journal, RunRecord
+from interlock.rollout.journal import Journal, RunRecord
 from interlock.rollout.plan import Drain, Plan, decode, encode
 from interlock.rollout.planner import build_plan
 from interlock.rollout.probes import ProbeRunner
 from interlock.rollout.spec import RolloutSpec
+from interlock.rollout.states import HOST_FINAL, RUN_FINAL, RunState
 
 ExecutorHook = Callable[[Executor], None]
 
@@ -161,7 +162,9 @@ async def execute(
         if current.finished:
             raise InterlockError(f"run {run.id} is {current.state}: nothing to resume")
         # Aborting only undoes (drains, masks): it needs no slot, and works with etcd down.
-        shared = None if current.state == "aborting" else current.settings.get("coordination")
+        shared = (
+            None if current.state == RunState.ABORTING else current.settings.get("coordination")
+        )
         slots = coordination or open_coordination(shared)
         await slots.open(run.id, run_kind(current.plan.title), current.plan.title)
         try:
@@ -183,11 +186,11 @@ async def execute(
                 )
                 if on_executor is not None:
                     on_executor(executor)
-                if current.state == "aborting":
+                if current.state == RunState.ABORTING:
                     outcome = await abort_here(executor)
                 else:
                     outcome = await executor.run()
-                finished = outcome.state in ("complete", "aborted")
+                finished = outcome.state in RUN_FINAL
                 return outcome
             finally:
                 await chosen.close()
