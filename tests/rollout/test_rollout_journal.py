@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from dataclasses import replace
@@ -17,8 +18,8 @@ from interlock.rollout.journal import (
     RunBusy,
     default_journal_path,
 )
-from interlock.rollout.runs import start_run
-from interlock.rollout.states import HostState, RunState, StepState
+from interlock.rollout.runs import pick_run, start_run
+from interlock.rollout.states import HostState, RunKind, RunState, StepState
 from rollout.rollout_fakes import fleet, make_plan
 
 
@@ -202,3 +203,49 @@ def test_a_host_in_two_batches_carries_over_only_the_work_it_finished(tmp_path: 
         again = start_run(journal, plan, {})
         states = {(h.batch, h.host): h.state for h in journal.hosts(again.id)}
         assert states == {("b1", "h0"): "done", ("b2", "h0"): "pending"}
+
+
+def test_the_latest_run_of_a_kind_is_a_query_on_the_stored_kind(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.sqlite") as journal:
+        # The kind is what the run was started as, whatever its plan is titled.
+        upgrade = start_run(journal, make_plan(fleet(2)), {}, kind=RunKind.UPGRADE)
+        rollout = start_run(journal, make_plan(fleet(4)[2:]), {}, kind=RunKind.ROLLOUT)
+        assert journal.run(upgrade.id).kind is RunKind.UPGRADE
+        assert journal.latest_run(active_only=True).id == rollout.id
+        assert journal.latest_run(active_only=True, kind=RunKind.UPGRADE).id == upgrade.id
+        assert pick_run(journal, None, active=True, kind=RunKind.ROLLOUT).id == rollout.id
+        journal.set_run_state(upgrade.id, RunState.COMPLETE)
+        with pytest.raises(JournalError, match="no unfinished upgrade run in"):
+            pick_run(journal, None, active=True, kind=RunKind.UPGRADE)
+        assert journal.latest_run(kind=RunKind.UPGRADE).id == upgrade.id
+        stored = journal.db.execute("SELECT kind FROM runs ORDER BY created, id").fetchall()
+        assert sorted(stored) == [("rollout",), ("upgrade",)]
+
+
+def test_an_older_journal_gets_its_runs_kinds_from_their_titles_once(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    upgrade_plan = replace(make_plan(fleet(2)), title="Upgrade: OpenStack 2024.1")
+    rollout_plan = make_plan(fleet(2))
+    # The runs table as it was before runs had a kind, with a run of each.
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE runs (id TEXT PRIMARY KEY, created REAL NOT NULL, updated REAL NOT NULL,
+            state TEXT NOT NULL, reason TEXT, plan TEXT NOT NULL, settings TEXT NOT NULL);
+        """
+    )
+    old.executemany(
+        "INSERT INTO runs VALUES (?, ?, ?, 'paused', NULL, ?, '{}')",
+        [("r-up", 1.0, 1.0, upgrade_plan.to_json()), ("r-roll", 2.0, 2.0, rollout_plan.to_json())],
+    )
+    old.commit()
+    old.close()
+    with Journal(path) as journal:
+        assert journal.run("r-up").kind is RunKind.UPGRADE
+        assert journal.run("r-roll").kind is RunKind.ROLLOUT
+        assert journal.latest_run(active_only=True, kind=RunKind.UPGRADE).id == "r-up"
+        # Once: from now on the stored kind counts, not the title.
+        journal.db.execute("UPDATE runs SET kind = 'rollout' WHERE id = 'r-up'")
+    with Journal(path) as journal:
+        assert journal.run("r-up").kind is RunKind.ROLLOUT
+        assert journal.run("r-up").plan == upgrade_plan

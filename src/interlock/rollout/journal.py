@@ -33,6 +33,7 @@ from interlock.rollout.states import (
     RUN_ACTIVE,
     RUN_FINAL,
     HostState,
+    RunKind,
     RunState,
     StepState,
 )
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS runs (
     state TEXT NOT NULL,
     reason TEXT,
     plan TEXT NOT NULL,
-    settings TEXT NOT NULL
+    settings TEXT NOT NULL,
+    kind TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS hosts (
     run TEXT NOT NULL REFERENCES runs(id),
@@ -122,6 +124,7 @@ class RunRecord:
     reason: str | None
     plan_json: str
     settings: dict[str, Any]
+    kind: RunKind
 
     @property
     def plan(self) -> Plan:
@@ -215,6 +218,7 @@ class Journal:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self.db.execute(statement)
+                _add_run_kinds(self.db)
         except sqlite3.DatabaseError as exc:
             self.db.close()
             raise JournalError(f"{self.path} is not a usable journal: {exc}") from None
@@ -247,6 +251,7 @@ class Journal:
         plan: Plan,
         settings: dict[str, Any],
         *,
+        kind: RunKind = RunKind.ROLLOUT,
         done_before: dict[tuple[str, str], str] | None = None,
     ) -> RunRecord:
         """Record a new run and take the leases on its hosts, or refuse if another run holds one.
@@ -262,8 +267,8 @@ class Journal:
         with self.transaction() as db:
             self._check_leases(db, names)
             db.execute(
-                "INSERT INTO runs (id, created, updated, state, reason, plan, settings) "
-                "VALUES (?, ?, ?, ?, NULL, ?, ?)",
+                "INSERT INTO runs (id, created, updated, state, reason, plan, settings, kind) "
+                "VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
                 (
                     run_id,
                     now,
@@ -271,6 +276,7 @@ class Journal:
                     RunState.RUNNING,
                     plan.to_json(),
                     json.dumps(settings, sort_keys=True),
+                    kind,
                 ),
             )
             position = 0
@@ -333,7 +339,7 @@ class Journal:
 
     def run(self, run_id: str) -> RunRecord:
         row = self.db.execute(
-            "SELECT id, created, updated, state, reason, plan, settings FROM runs WHERE id = ?",
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?",  # noqa: S608
             (run_id,),
         ).fetchone()
         if row is None:
@@ -342,22 +348,32 @@ class Journal:
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         rows = self.db.execute(
-            "SELECT id, created, updated, state, reason, plan, settings FROM runs "
+            f"SELECT {_RUN_COLUMNS} FROM runs "  # noqa: S608
             "ORDER BY created DESC, id DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [_run_record(row) for row in rows]
 
-    def latest_run(self, *, active_only: bool = False) -> RunRecord:
-        marks = ",".join("?" * len(RUN_ACTIVE))
-        where = f"WHERE state IN ({marks})" if active_only else ""
+    def latest_run(self, *, active_only: bool = False, kind: RunKind | None = None) -> RunRecord:
+        """The newest run (only an unfinished one, only one of this kind, if asked)."""
+        conditions: list[str] = []
+        values: list[str] = []
+        if active_only:
+            conditions.append(f"state IN ({','.join('?' * len(RUN_ACTIVE))})")
+            values.extend(RUN_ACTIVE)
+        if kind is not None:
+            conditions.append("kind = ?")
+            values.append(kind)
+        where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
         row = self.db.execute(
-            "SELECT id, created, updated, state, reason, plan, settings FROM runs "  # noqa: S608
-            f"{where} ORDER BY created DESC, id DESC LIMIT 1",
-            RUN_ACTIVE if active_only else (),
+            f"SELECT {_RUN_COLUMNS} FROM runs {where} "  # noqa: S608
+            "ORDER BY created DESC, id DESC LIMIT 1",
+            values,
         ).fetchone()
         if row is None:
-            what = "unfinished run" if active_only else "run"
+            what = " ".join(
+                word for word in ("unfinished" if active_only else "", kind or "", "run") if word
+            )
             raise JournalError(f"no {what} in {self.path}")
         return _run_record(row)
 
@@ -623,8 +639,41 @@ class Journal:
 # The journal stores states as their values; these turn rows into records with typed states.
 
 
+_RUN_COLUMNS = "id, created, updated, state, reason, plan, settings, kind"
+
+# Journals from before runs had a kind: upgrade plans were the ones titled so.
+_UPGRADE_TITLE = "Upgrade: "
+
+
+def _add_run_kinds(db: sqlite3.Connection) -> None:
+    """Give an older journal's runs their kind, once (inside the opening transaction, so two
+    processes opening the same old journal do it once between them)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    if "kind" in columns:
+        return
+    db.execute(f"ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT '{RunKind.ROLLOUT}'")
+    upgrades = []
+    for run_id, plan_json in db.execute("SELECT id, plan FROM runs").fetchall():
+        try:
+            title = json.loads(plan_json).get("title", "")
+        except (ValueError, AttributeError):
+            continue  # an unreadable plan stays a rollout; reading the run reports the plan
+        if isinstance(title, str) and title.startswith(_UPGRADE_TITLE):
+            upgrades.append((RunKind.UPGRADE, run_id))
+    db.executemany("UPDATE runs SET kind = ? WHERE id = ?", upgrades)
+
+
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    return RunRecord(row[0], row[1], row[2], RunState(row[3]), row[4], row[5], json.loads(row[6]))
+    return RunRecord(
+        row[0],
+        row[1],
+        row[2],
+        RunState(row[3]),
+        row[4],
+        row[5],
+        json.loads(row[6]),
+        RunKind(row[7]),
+    )
 
 
 def _host_record(row: tuple[Any, ...]) -> HostRecord:

@@ -1,4 +1,5 @@
-"""The states a run, a host in a run and a step go through, as the journal stores them.
+"""What a run is, and the states a run, a host in a run and a step go through, as the journal
+stores them.
 
 Each is a `StrEnum`: a member is the string the journal holds, so rows written before these
 types existed read back unchanged, and JSON output shows the same words.
@@ -7,6 +8,13 @@ types existed read back unchanged, and JSON output shows the same words.
 from __future__ import annotations
 
 from enum import StrEnum
+
+
+class RunKind(StrEnum):
+    """What a run does; other actors (shared slots) see it, and `upgrade resume` looks for it."""
+
+    ROLLOUT = "rollout"
+    UPGRADE = "upgrade"
 
 
 class RunState(StrEnum):
