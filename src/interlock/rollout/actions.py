@@ -119,7 +119,13 @@ class HostActions:
             result = await self.transport.run(host, action.check, timeout=PROBE_TIMEOUT)
             return result.ok
         if isinstance(action, ApplyDeferred):
-            return not (await self.ledger(host, action.ledger_dir)).pending
+            ledger = await self.ledger(host, action.ledger_dir)
+            if ledger.pending:
+                return False
+            if ledger.events:
+                # The interrupted try restarted them but died before clearing their events.
+                await self.clear_paid(host, action, ledger, ledger.services)
+            return True
         if isinstance(action, RestartServices):
             pending = await self.not_restarted(host, action.services, context)
             return None if pending is None else not pending
