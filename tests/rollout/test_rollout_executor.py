@@ -19,6 +19,7 @@ from interlock.rollout.journal import Journal
 from interlock.rollout.plan import CommandProbe, PreGates
 from interlock.rollout.runs import abort, skip
 from interlock.rollout.schedule import Amount, GroupLimit, Schedule
+from interlock.rollout.states import StepState
 from interlock.rollout.window import WindowSchedule, parse_window
 from rollout.rollout_fakes import Harness, ScriptedTransport, fleet, make_plan
 
@@ -226,7 +227,7 @@ def test_a_step_started_but_not_finished_is_checked_not_redone(journal: Journal)
     # As a SIGKILL after the work but before its "done" would leave it:
     assert journal.claim_host(run.id, "b1", "h0") is not None
     journal.step_started(run.id, "b1", "h0", "mark", 1)
-    journal.step_finished(run.id, "b1", "h0", "mark", 1, "done")
+    journal.step_finished(run.id, "b1", "h0", "mark", 1, StepState.DONE)
     journal.step_started(run.id, "b1", "h0", "work", 1)
     h.transport.flags["h0"] = {"drained"}
     h.transport.applied["h0"] = 1
@@ -267,7 +268,7 @@ def test_abort_of_a_stopped_run_cleans_up_what_a_crash_left(journal: Journal) ->
     # A crash after h0 was marked (drained) and while its work ran:
     journal.claim_host(run.id, "b1", "h0")
     journal.step_started(run.id, "b1", "h0", "mark", 1)
-    journal.step_finished(run.id, "b1", "h0", "mark", 1, "done")
+    journal.step_finished(run.id, "b1", "h0", "mark", 1, StepState.DONE)
     journal.step_started(run.id, "b1", "h0", "work", 1)
     h.transport.flags["h0"] = {"drained"}
     from interlock.rollout.balancer import NoBalancer

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from interlock.cli.arguments import positive_count
-from interlock.cli.output import echo, emit_json, table
-from interlock.errors import InterlockError, UsageError
+from interlock.cli.output import echo, emit_json
+from interlock.cli.runs import (
+    EXIT_COMPLETE,
+    cmd_status,
+    confirm,
+    execute_run,
+    journal_option,
+    output_options,
+)
 from interlock.fleet.inventory import DEFAULT_INVENTORY
-
-EXIT_COMPLETE = 0
-EXIT_PAUSED = 3
-EXIT_ABORTED = 4
 
 SPEC_HELP = """\
 A rollout is a target (-i INVENTORY, --limit), a per-host action and a schedule, from a YAML spec
@@ -100,126 +99,33 @@ def cmd_plan(args: argparse.Namespace) -> int:
 # --- running ------------------------------------------------------------------------------------
 
 
-def open_journal(args: argparse.Namespace) -> Any:
-    from interlock.rollout.journal import Journal
-
-    return Journal(args.journal)
-
-
-def confirm(args: argparse.Namespace, question: str) -> None:
-    if args.yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError("not a terminal: give --yes to go ahead without a question")
-    answer = input(f"{question} [y/N] ").strip().lower()
-    if answer not in ("y", "yes"):
-        raise InterlockError("not confirmed: nothing was done")
-
-
-@contextmanager
-def subscribers(args: argparse.Namespace, bus: Any) -> Iterator[tuple[Any, Any]]:
-    """Wire the event stream to the files and the display the flags ask for."""
-    from interlock.rollout.events import JsonLinesFile, TextLog
-    from interlock.rollout.metrics import RunTally, TextfileMetrics
-
-    with ExitStack() as stack:
-        tally = RunTally()
-        bus.subscribe(tally)
-        if args.events:
-            sink = JsonLinesFile(args.events)
-            stack.callback(sink.close)
-            bus.subscribe(sink)
-        if args.log:
-            log = TextLog.open(args.log)
-            stack.callback(log.close)
-            bus.subscribe(log)
-        if args.metrics:
-            bus.subscribe(TextfileMetrics(args.metrics, tally))
-        live = None
-        if not args.json and not args.no_progress and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.live import Live
-
-            from interlock.rollout.progress import ProgressView
-
-            view = ProgressView()
-            bus.subscribe(view)
-            live = Live(
-                get_renderable=view.render,
-                console=Console(stderr=True),
-                refresh_per_second=4,
-                transient=False,
-            )
-            stack.enter_context(live)
-        elif not args.json:
-            bus.subscribe(TextLog(sys.stderr))
-        yield tally, live
-
-
-def execute_run(args: argparse.Namespace, journal: Any, run: Any) -> int:
-    from interlock.rollout.events import EventBus
-    from interlock.rollout.runs import execute
-
-    bus = EventBus()
-
-    def install(executor: Any) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, executor.interrupt, signal.Signals(signum).name)
-
-    from interlock.cli.slots import chosen_coordination
-
-    with subscribers(args, bus) as (tally, _):
-        outcome = asyncio.run(
-            execute(journal, run, bus, on_executor=install, coordination=chosen_coordination(args))
-        )
-    if args.json:
-        emit_json(
-            {
-                "run": run.id,
-                "state": outcome.state,
-                "reason": outcome.reason,
-                "done": outcome.done,
-                "failed": outcome.failed,
-                "skipped": outcome.skipped,
-                "pending": outcome.pending,
-            }
-        )
-    else:
-        echo("\n".join(tally.summary_lines()))
-        if outcome.state == "paused":
-            print(
-                f"paused: `interlock rollout resume {run.id}` continues, "
-                f"`interlock rollout skip HOST --run {run.id}` leaves a host out, "
-                f"`interlock rollout abort {run.id}` ends it"
-            )
-    return {"complete": EXIT_COMPLETE, "paused": EXIT_PAUSED}.get(outcome.state, EXIT_ABORTED)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
+    from interlock.rollout.journal import Journal
     from interlock.rollout.runs import settings_for, start_run
+    from interlock.rollout.states import RunKind
 
     spec, inventory, plan = plan_from_args(args)
     if not args.json:
         echo(plan)
         print()
     confirm(args, "Run this plan?")
-    with open_journal(args) as journal:
+    with Journal(args.journal) as journal:
         settings = settings_for(spec, inventory)
         settings["coordination"] = args.coordination or settings["coordination"]
         from interlock.cli.slots import check_reachable
 
         check_reachable(settings["coordination"])  # before the run exists: an error changes nothing
-        run = start_run(journal, plan, settings, again=args.again)
+        run = start_run(journal, plan, settings, kind=RunKind.ROLLOUT, again=args.again)
         if not args.json:
             print(f"run {run.id} (journal {journal.path})", file=sys.stderr)
         return execute_run(args, journal, run)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from interlock.rollout.journal import Journal
     from interlock.rollout.runs import pick_run
 
-    with open_journal(args) as journal:
+    with Journal(args.journal) as journal:
         run = pick_run(journal, args.run, active=True)
         if not args.json:
             print(f"resuming run {run.id} ({run.state})", file=sys.stderr)
@@ -227,9 +133,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_skip(args: argparse.Namespace) -> int:
+    from interlock.rollout.journal import Journal
     from interlock.rollout.runs import pick_run, skip
 
-    with open_journal(args) as journal:
+    with Journal(args.journal) as journal:
         run = pick_run(journal, args.run, active=True)
         print(skip(journal, run, args.host))
     return EXIT_COMPLETE
@@ -237,77 +144,16 @@ def cmd_skip(args: argparse.Namespace) -> int:
 
 def cmd_abort(args: argparse.Namespace) -> int:
     from interlock.rollout.events import EventBus, TextLog
+    from interlock.rollout.journal import Journal
     from interlock.rollout.runs import abort, pick_run
 
-    with open_journal(args) as journal:
+    with Journal(args.journal) as journal:
         run = pick_run(journal, args.run, active=True)
         confirm(args, f"Abort run {run.id} (hosts under way are cleaned up)?")
         bus = EventBus()
         bus.subscribe(TextLog(sys.stderr))
         print(abort(journal, run, bus))
     return EXIT_COMPLETE
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    from interlock.rollout.runs import pick_run, recent_runs, status
-
-    if args.list:
-        with open_journal(args) as journal:
-            runs = recent_runs(journal, args.list)
-        if args.json:
-            emit_json(runs)
-        else:
-            table(
-                None,
-                ["run", "state", "started", "hosts", "what"],
-                [(r["run"], r["state"], r["created"], r["hosts"], r["title"]) for r in runs],
-            )
-        return EXIT_COMPLETE
-    with open_journal(args) as journal:
-        run = pick_run(journal, args.run, active=False)
-        report = status(journal, run)
-    if args.coordination:
-        from interlock.cli.slots import shared_holdings
-
-        report["holdings"] = shared_holdings(args.coordination)
-    if args.json:
-        emit_json(report)
-    else:
-        counts = ", ".join(f"{n} {state}" for state, n in sorted(report["counts"].items()))
-        executing = " (executing now)" if report["executing"] else ""
-        echo(f"run {report['run']}: {report['state']}{executing} — {report['title']}")
-        echo(f"started {report['created']}, last change {report['updated']}; hosts: {counts}")
-        if report["reason"]:
-            echo(f"reason: {report['reason']}")
-        table(
-            None,
-            ["batch", "stage", "host", "state", "try", "last step", "detail"],
-            [
-                (
-                    h["batch"],
-                    h["stage"],
-                    h["host"],
-                    h["state"],
-                    h["attempt"],
-                    _last_step(h["steps"]),
-                    (h["detail"] or "")[:80],
-                )
-                for h in report["hosts"]
-            ],
-        )
-        if args.coordination:
-            from interlock.cli.slots import print_holdings
-
-            print_holdings(report["holdings"])
-    return {"complete": EXIT_COMPLETE, "aborted": EXIT_ABORTED}.get(report["state"], EXIT_PAUSED)
-
-
-def _last_step(steps: list[dict[str, Any]]) -> str:
-    if not steps:
-        return ""
-    last = steps[-1]
-    took = f" {last['seconds']:.1f}s" if last["seconds"] is not None else ""
-    return f"{last['step']} {last['state']}{took}"
 
 
 # --- the parser -----------------------------------------------------------------------------------
@@ -423,26 +269,6 @@ def _target_options(p: argparse.ArgumentParser) -> None:
     fail.add_argument(
         "--on-failure", choices=("pause", "abort"), help="over budget (default pause)"
     )
-
-
-def journal_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--journal",
-        metavar="PATH",
-        help="journal database (default ~/.local/state/interlock/journal.sqlite)",
-    )
-    from interlock.cli.slots import coordination_option
-
-    coordination_option(p)
-
-
-def output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    p.add_argument("--events", metavar="FILE", help="append JSON-lines events to FILE")
-    p.add_argument("--log", metavar="FILE", help="append a human-readable log to FILE")
-    p.add_argument("--metrics", metavar="FILE", help="Prometheus textfile, rewritten atomically")
-    p.add_argument("--no-progress", action="store_true", help="plain log lines, no live display")
-    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,11 +10,9 @@ from typing import Any
 
 from interlock.cli.arguments import positive_count
 from interlock.cli.output import echo, emit_json, table
-from interlock.cli.rollout import journal_option, output_options
-from interlock.errors import InterlockError, UsageError
+from interlock.cli.runs import cmd_status, confirm, execute_run, journal_option, output_options
+from interlock.errors import UsageError
 from interlock.fleet.inventory import DEFAULT_INVENTORY
-
-TITLE_PREFIX = "Upgrade: "
 
 ABOUT = """\
 A recipe (YAML) describes a release upgrade: the apt repository to switch to, the roles and their
@@ -159,9 +157,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from interlock.cli.rollout import confirm, execute_run, open_journal
+    from interlock.rollout.journal import Journal
     from interlock.rollout.runs import settings_for, start_run
     from interlock.rollout.spec import RolloutSpec
+    from interlock.rollout.states import RunKind, RunState
     from interlock.upgrade.plan_text import render
 
     inventory, upgrade = compiled(args)
@@ -170,13 +169,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         echo()
     if upgrade.plan is None:
         if args.json:
-            emit_json({"run": None, "state": "complete", "reason": "nothing to upgrade"})
+            emit_json({"run": None, "state": RunState.COMPLETE, "reason": "nothing to upgrade"})
         return 0
     confirm(args, "Run this upgrade?")
     spec = RolloutSpec(path=upgrade.recipe.path, transport=args.transport)
-    with open_journal(args) as journal:
+    with Journal(args.journal) as journal:
         # The facts already left out what is done: nothing is carried over from earlier runs.
-        run = start_run(journal, upgrade.plan, settings_for(spec, inventory), again=True)
+        settings = settings_for(spec, inventory)
+        run = start_run(journal, upgrade.plan, settings, kind=RunKind.UPGRADE, again=True)
         if not args.json:
             print(f"run {run.id} (journal {journal.path})", file=sys.stderr)
         return int(execute_run(args, journal, run))
@@ -184,20 +184,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def pick_upgrade_run(journal: Any, run_id: str | None) -> Any:
     """The given run, or the latest unfinished upgrade run."""
-    from interlock.rollout.journal import RUN_ACTIVE
+    from interlock.rollout.runs import pick_run
+    from interlock.rollout.states import RunKind
 
-    if run_id is not None:
-        return journal.run(run_id)
-    for run in journal.runs(1000):
-        if run.state in RUN_ACTIVE and run.plan.title.startswith(TITLE_PREFIX):
-            return run
-    raise InterlockError(f"no unfinished upgrade run in {journal.path}")
+    return pick_run(journal, run_id, active=True, kind=RunKind.UPGRADE)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from interlock.cli.rollout import execute_run, open_journal
+    from interlock.rollout.journal import Journal
 
-    with open_journal(args) as journal:
+    with Journal(args.journal) as journal:
         run = pick_upgrade_run(journal, args.run)
         if not args.json:
             print(f"resuming run {run.id} ({run.state})", file=sys.stderr)
@@ -205,11 +201,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_abort(args: argparse.Namespace) -> int:
-    from interlock.cli.rollout import confirm, open_journal
     from interlock.rollout.events import EventBus, TextLog
+    from interlock.rollout.journal import Journal
     from interlock.rollout.runs import abort
 
-    with open_journal(args) as journal:
+    with Journal(args.journal) as journal:
         run = pick_upgrade_run(journal, args.run)
         confirm(args, f"Abort upgrade run {run.id} (hosts under way are cleaned up)?")
         bus = EventBus()
@@ -247,8 +243,6 @@ def _target_options(p: argparse.ArgumentParser, *, facts: bool) -> None:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from interlock.cli.rollout import cmd_status
-
     fmt = argparse.RawDescriptionHelpFormatter
     group = commands.add_parser(
         "upgrade",

@@ -31,10 +31,11 @@ from interlock.rollout import events
 from interlock.rollout.actions import HostActions
 from interlock.rollout.events import Event, EventBus
 from interlock.rollout.gates import wait_for_pre_gates
-from interlock.rollout.journal import HOST_FINAL, Journal, StepRecord
+from interlock.rollout.journal import Journal, StepRecord
 from interlock.rollout.plan import Batch, HostPlan, Plan
 from interlock.rollout.probes import ProbeRunner
 from interlock.rollout.schedule import GroupKey, GroupLimits, Rounding
+from interlock.rollout.states import HOST_FINAL, HOST_STATES, HostState, RunState, StepState
 
 CONTROL_POLL = 0.5  # how often a running executor looks for `abort` in the journal
 UNDO_SUFFIX = ":undo"
@@ -43,7 +44,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RunOutcome:
-    state: str  # complete | paused | aborted
+    state: RunState  # complete | paused | aborted
     reason: str | None
     done: int
     failed: int
@@ -53,7 +54,7 @@ class RunOutcome:
 
 @dataclass(frozen=True)
 class HostResult:
-    state: str  # done | failed | skipped | pending (never started)
+    state: HostState  # done | failed | skipped | pending (never started)
     detail: str | None = None
 
 
@@ -160,7 +161,7 @@ class Executor:
         """Notice an `interlock rollout abort` issued from another process."""
         while True:
             await asyncio.sleep(CONTROL_POLL)
-            if self.journal.run(self.run_id).state == "aborting":
+            if self.journal.run(self.run_id).state == RunState.ABORTING:
                 self.stop("abort", "aborted by the operator")
                 return
 
@@ -168,7 +169,7 @@ class Executor:
 
     async def run(self) -> RunOutcome:
         """Execute (or resume) the run; the caller holds the run lock."""
-        self.journal.set_run_state(self.run_id, "running")
+        self.journal.set_run_state(self.run_id, RunState.RUNNING)
         records = self.journal.hosts(self.run_id)
         self.emit(
             events.RUN_STARTED,
@@ -218,30 +219,28 @@ class Executor:
 
     def finish(self) -> RunOutcome:
         records = self.journal.hosts(self.run_id)
-        count = {
-            state: sum(1 for r in records if r.state == state)
-            for state in ("done", "failed", "skipped", "pending", "running")
-        }
+        count = {state: sum(1 for r in records if r.state == state) for state in HOST_STATES}
+        state: RunState
         if self.stop_mode == "abort":
-            state, reason = "aborted", self.stop_reason
+            state, reason = RunState.ABORTED, self.stop_reason
         elif all(r.state in HOST_FINAL for r in records):
-            state, reason = "complete", None
+            state, reason = RunState.COMPLETE, None
         elif self.stop_mode == "pause":
-            state, reason = "paused", self.stop_reason
+            state, reason = RunState.PAUSED, self.stop_reason
         else:
-            state = "paused"
+            state = RunState.PAUSED
             reason = (
-                f"{count['failed']} host(s) failed within the failure budget: `resume` retries "
-                "them, `skip HOST` leaves one out"
+                f"{count[HostState.FAILED]} host(s) failed within the failure budget: "
+                "`resume` retries them, `skip HOST` leaves one out"
             )
         self.journal.set_run_state(self.run_id, state, reason)
         outcome = RunOutcome(
             state,
             reason,
-            count["done"],
-            count["failed"],
-            count["skipped"],
-            count["pending"] + count["running"],
+            count[HostState.DONE],
+            count[HostState.FAILED],
+            count[HostState.SKIPPED],
+            count[HostState.PENDING] + count[HostState.RUNNING],
         )
         self.emit(events.RUN_FINISHED, state=state, detail=reason)
         return outcome
@@ -293,7 +292,7 @@ class Executor:
                 events.GATE_WAITING,
                 batch=batch.id,
                 step="pre-gates",
-                state="failed",
+                state=StepState.FAILED,
                 detail=str(exc),
             )
             return False
@@ -366,7 +365,7 @@ class Executor:
             self.failed[name] = host_plan.host
             return
         result = task.result()
-        if result.state != "failed":
+        if result.state != HostState.FAILED:
             return
         self.failed[name] = host_plan.host
         budget = self.plan.failure_budget.of(len(self.plan.hosts), Rounding.DOWN)
@@ -424,7 +423,7 @@ class Executor:
         try:
             await self.coordination.acquire(host.name, groups, waiting)
         except _NotStarted:
-            return HostResult("pending", "the run stopped while it waited for a slot")
+            return HostResult(HostState.PENDING, "the run stopped while it waited for a slot")
         try:
             return await self.host_work(batch, host_plan)
         finally:
@@ -434,7 +433,7 @@ class Executor:
         host = host_plan.host
         claim = self.journal.claim_host(self.run_id, batch.id, host.name)
         if claim is None:
-            return HostResult("skipped", "done or skipped meanwhile")
+            return HostResult(HostState.SKIPPED, "done or skipped meanwhile")
         attempt = claim.attempt
         self.actions.begin_attempt(host)
         records = self.journal.steps(self.run_id, batch.id, host.name)
@@ -445,7 +444,7 @@ class Executor:
             forget = [
                 step_id
                 for step_id, record in records.items()
-                if not (step_id in keep and record.state == "done")
+                if not (step_id in keep and record.state == StepState.DONE)
             ]
             self.journal.reset_steps(self.run_id, batch.id, host.name, forget)
             records = self.journal.steps(self.run_id, batch.id, host.name)
@@ -470,25 +469,25 @@ class Executor:
             return self.host_done(batch, host, started, None)
         summary, late_cancel = await run_to_end(self.cleanup(batch, host_plan, attempt))
         detail = reason + (f"; {summary}" if summary else "")
-        self.journal.set_host(self.run_id, batch.id, host.name, "failed", detail)
+        self.journal.set_host(self.run_id, batch.id, host.name, HostState.FAILED, detail)
         self.emit(
             events.HOST_FINISHED,
             batch=batch.id,
             host=host.name,
-            state="failed",
+            state=HostState.FAILED,
             detail=detail,
             duration=time.monotonic() - started,
         )
         if cancelled or late_cancel:
             raise asyncio.CancelledError
-        return HostResult("failed", detail)
+        return HostResult(HostState.FAILED, detail)
 
     async def host_steps(
         self, batch: Batch, host_plan: HostPlan, attempt: int, records: dict[str, StepRecord]
     ) -> None:
         """The host's steps in order, skipping what is done; _HostFailed on the first failure."""
         host = host_plan.host
-        context = {sid: r.data for sid, r in records.items() if r.state == "done"}
+        context = {sid: r.data for sid, r in records.items() if r.state == StepState.DONE}
         if host_plan.work_check is not None and not records:
             check = host_plan.step(host_plan.work_check)
             try:
@@ -499,31 +498,31 @@ class Executor:
                 raise _NothingToDo
         for step in host_plan.steps:
             record = records.get(step.id)
-            if record is not None and record.state in ("done", "skipped"):
+            if record is not None and record.state in (StepState.DONE, StepState.SKIPPED):
                 continue
-            if record is not None and record.state == "started" and step.sticky:
+            if record is not None and record.state == StepState.STARTED and step.sticky:
                 try:
                     verdict = await self.actions.is_done(host, step.action, context)
                 except InterlockError as exc:
                     raise _HostFailed(step.id, f"cannot tell whether it was done: {exc}") from None
                 if verdict:
                     self.record_step(
-                        batch, host, step.id, attempt, "done", "found done when resuming"
+                        batch, host, step.id, attempt, StepState.DONE, "found done when resuming"
                     )
                     continue
             await self.run_step(batch, host, step.id, attempt, context, host_plan)
 
     def host_done(self, batch: Batch, host: Host, started: float, detail: str | None) -> HostResult:
-        self.journal.set_host(self.run_id, batch.id, host.name, "done", detail)
+        self.journal.set_host(self.run_id, batch.id, host.name, HostState.DONE, detail)
         self.emit(
             events.HOST_FINISHED,
             batch=batch.id,
             host=host.name,
-            state="done",
+            state=HostState.DONE,
             detail=detail,
             duration=time.monotonic() - started,
         )
-        return HostResult("done", detail)
+        return HostResult(HostState.DONE, detail)
 
     async def run_step(
         self,
@@ -535,7 +534,7 @@ class Executor:
         host_plan: HostPlan,
     ) -> None:
         step = host_plan.step(step_id)
-        self.record_step(batch, host, step.id, attempt, "started", step.description)
+        self.record_step(batch, host, step.id, attempt, StepState.STARTED, step.description)
         began = time.monotonic()
         try:
             outcome = await self.actions.perform(host, step.id, step.action, context)
@@ -543,10 +542,10 @@ class Executor:
             raise
         except Exception as exc:  # noqa: BLE001 - any error fails this host, never the run
             reason = str(exc) if isinstance(exc, InterlockError) else f"{type(exc).__name__}: {exc}"
-            self.record_step(batch, host, step.id, attempt, "failed", reason, began=began)
+            self.record_step(batch, host, step.id, attempt, StepState.FAILED, reason, began=began)
             raise _HostFailed(step.id, reason) from None
         self.record_step(
-            batch, host, step.id, attempt, "done", outcome.detail, outcome.data, began=began
+            batch, host, step.id, attempt, StepState.DONE, outcome.detail, outcome.data, began=began
         )
         context[step.id] = outcome.data
 
@@ -556,7 +555,7 @@ class Executor:
         host: Host,
         step_id: str,
         attempt: int,
-        state: str,
+        state: StepState,
         detail: str | None,
         data: dict[str, Any] | None = None,
         *,
@@ -565,18 +564,18 @@ class Executor:
     ) -> None:
         """A step's state change: in the journal first, then as an event (a step-started or
         step-finished, or `kind` for cleanup steps) with its duration since `began`."""
-        if state == "started":
+        if state == StepState.STARTED:
             self.journal.step_started(self.run_id, batch.id, host.name, step_id, attempt)
         else:
             self.journal.step_finished(
                 self.run_id, batch.id, host.name, step_id, attempt, state, detail, data
             )
         fields: dict[str, Any] = {"batch": batch.id, "host": host.name, "step": step_id}
-        if kind is not None or state != "started":
+        if kind is not None or state != StepState.STARTED:
             fields["state"] = state
         if began is not None:
             fields["duration"] = time.monotonic() - began
-        started = events.STEP_STARTED if state == "started" else events.STEP_FINISHED
+        started = events.STEP_STARTED if state == StepState.STARTED else events.STEP_FINISHED
         self.emit(kind or started, detail=detail, **fields)
 
     async def cleanup(self, batch: Batch, host_plan: HostPlan, attempt: int) -> str:
@@ -586,7 +585,11 @@ class Executor:
         notes: list[str] = []
         for step in reversed(host_plan.steps):
             record = records.get(step.id)
-            if record is None or record.state not in ("started", "done", "failed"):
+            if record is None or record.state not in (
+                StepState.STARTED,
+                StepState.DONE,
+                StepState.FAILED,
+            ):
                 continue
             if step.left_on_failure:
                 notes.append(f"{host.name}: {step.left_on_failure}")
@@ -596,26 +599,33 @@ class Executor:
             if (
                 partner is not None
                 and records.get(partner.id, None) is not None
-                and (records[partner.id].state == "done")
+                and (records[partner.id].state == StepState.DONE)
             ):
                 continue
             undo_id = step.id + UNDO_SUFFIX
             undone = records.get(undo_id)
-            if undone is not None and undone.state == "done":
+            if undone is not None and undone.state == StepState.DONE:
                 continue
             self.record_step(
-                batch, host, undo_id, attempt, "started", step.undo.describe(), kind=events.CLEANUP
+                batch,
+                host,
+                undo_id,
+                attempt,
+                StepState.STARTED,
+                step.undo.describe(),
+                kind=events.CLEANUP,
             )
             began = time.monotonic()
+            state: StepState
             try:
-                detail, state = await self.actions.undo(host, step.undo), "done"
+                detail, state = await self.actions.undo(host, step.undo), StepState.DONE
             except Exception as exc:  # noqa: BLE001 - report every cleanup failure, go on
                 detail = str(exc) if isinstance(exc, InterlockError) else repr(exc)
-                state = "failed"
+                state = StepState.FAILED
             self.record_step(
                 batch, host, undo_id, attempt, state, detail, began=began, kind=events.CLEANUP
             )
-            if state == "failed":
+            if state == StepState.FAILED:
                 notes.append(f"undo of {step.id} FAILED: {detail}")
                 continue
             notes.append(f"undid {step.id}")
@@ -625,7 +635,7 @@ class Executor:
         """For `abort` of a run nobody executes: clean up the hosts a crash left mid-way."""
         cleaned: list[str] = []
         for record in self.journal.hosts(self.run_id):
-            if record.state != "running":
+            if record.state != HostState.RUNNING:
                 continue
             batch = self.plan.batch(record.batch)
             host_plan = next(hp for hp in batch.hosts if hp.host.name == record.host)
@@ -634,7 +644,7 @@ class Executor:
                 self.run_id,
                 batch.id,
                 record.host,
-                "failed",
+                HostState.FAILED,
                 "aborted" + (f"; {summary}" if summary else ""),
             )
             cleaned.append(f"{record.host}: {summary or 'nothing to undo'}")

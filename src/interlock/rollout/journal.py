@@ -28,10 +28,15 @@ from typing import Any
 from interlock.errors import InterlockError
 from interlock.host.atomic import unique_suffix
 from interlock.rollout.plan import Plan
-
-RUN_ACTIVE = ("running", "paused", "aborting")
-RUN_FINAL = ("complete", "aborted")
-HOST_FINAL = ("done", "skipped")
+from interlock.rollout.states import (
+    HOST_FINAL,
+    RUN_ACTIVE,
+    RUN_FINAL,
+    HostState,
+    RunKind,
+    RunState,
+    StepState,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -41,7 +46,8 @@ CREATE TABLE IF NOT EXISTS runs (
     state TEXT NOT NULL,
     reason TEXT,
     plan TEXT NOT NULL,
-    settings TEXT NOT NULL
+    settings TEXT NOT NULL,
+    kind TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS hosts (
     run TEXT NOT NULL REFERENCES runs(id),
@@ -114,10 +120,11 @@ class RunRecord:
     id: str
     created: float
     updated: float
-    state: str
+    state: RunState
     reason: str | None
     plan_json: str
     settings: dict[str, Any]
+    kind: RunKind
 
     @property
     def plan(self) -> Plan:
@@ -137,7 +144,7 @@ class HostRecord:
     batch: str
     host: str
     position: int
-    state: str
+    state: HostState
     attempt: int
     detail: str | None
     fingerprint: str
@@ -151,7 +158,7 @@ class StepRecord:
     host: str
     step: str
     attempt: int
-    state: str
+    state: StepState
     started: float | None
     finished: float | None
     detail: str | None
@@ -171,7 +178,7 @@ class LogEntry:
     host: str
     step: str
     attempt: int
-    state: str
+    state: StepState
     at: float
     detail: str | None
 
@@ -211,6 +218,7 @@ class Journal:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self.db.execute(statement)
+                _add_run_kinds(self.db)
         except sqlite3.DatabaseError as exc:
             self.db.close()
             raise JournalError(f"{self.path} is not a usable journal: {exc}") from None
@@ -243,6 +251,7 @@ class Journal:
         plan: Plan,
         settings: dict[str, Any],
         *,
+        kind: RunKind = RunKind.ROLLOUT,
         done_before: dict[tuple[str, str], str] | None = None,
     ) -> RunRecord:
         """Record a new run and take the leases on its hosts, or refuse if another run holds one.
@@ -258,9 +267,17 @@ class Journal:
         with self.transaction() as db:
             self._check_leases(db, names)
             db.execute(
-                "INSERT INTO runs (id, created, updated, state, reason, plan, settings) "
-                "VALUES (?, ?, ?, 'running', NULL, ?, ?)",
-                (run_id, now, now, plan.to_json(), json.dumps(settings, sort_keys=True)),
+                "INSERT INTO runs (id, created, updated, state, reason, plan, settings, kind) "
+                "VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
+                (
+                    run_id,
+                    now,
+                    now,
+                    RunState.RUNNING,
+                    plan.to_json(),
+                    json.dumps(settings, sort_keys=True),
+                    kind,
+                ),
             )
             position = 0
             for batch in plan.batches:
@@ -268,12 +285,9 @@ class Journal:
                     name = host_plan.host.name
                     earlier = carried.get((name, host_plan.fingerprint))
                     state, detail = (
-                        ("done", f"already done in run {earlier}")
+                        (HostState.DONE, f"already done in run {earlier}")
                         if earlier
-                        else (
-                            "pending",
-                            None,
-                        )
+                        else (HostState.PENDING, None)
                     )
                     db.execute(
                         "INSERT INTO hosts (run, batch, host, position, state, attempt, detail, "
@@ -325,7 +339,7 @@ class Journal:
 
     def run(self, run_id: str) -> RunRecord:
         row = self.db.execute(
-            "SELECT id, created, updated, state, reason, plan, settings FROM runs WHERE id = ?",
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?",  # noqa: S608
             (run_id,),
         ).fetchone()
         if row is None:
@@ -334,26 +348,36 @@ class Journal:
 
     def runs(self, limit: int = 20) -> list[RunRecord]:
         rows = self.db.execute(
-            "SELECT id, created, updated, state, reason, plan, settings FROM runs "
+            f"SELECT {_RUN_COLUMNS} FROM runs "  # noqa: S608
             "ORDER BY created DESC, id DESC LIMIT ?",
             (limit,),
         ).fetchall()
         return [_run_record(row) for row in rows]
 
-    def latest_run(self, *, active_only: bool = False) -> RunRecord:
-        marks = ",".join("?" * len(RUN_ACTIVE))
-        where = f"WHERE state IN ({marks})" if active_only else ""
+    def latest_run(self, *, active_only: bool = False, kind: RunKind | None = None) -> RunRecord:
+        """The newest run (only an unfinished one, only one of this kind, if asked)."""
+        conditions: list[str] = []
+        values: list[str] = []
+        if active_only:
+            conditions.append(f"state IN ({','.join('?' * len(RUN_ACTIVE))})")
+            values.extend(RUN_ACTIVE)
+        if kind is not None:
+            conditions.append("kind = ?")
+            values.append(kind)
+        where = ("WHERE " + " AND ".join(conditions)) if conditions else ""
         row = self.db.execute(
-            "SELECT id, created, updated, state, reason, plan, settings FROM runs "  # noqa: S608
-            f"{where} ORDER BY created DESC, id DESC LIMIT 1",
-            RUN_ACTIVE if active_only else (),
+            f"SELECT {_RUN_COLUMNS} FROM runs {where} "  # noqa: S608
+            "ORDER BY created DESC, id DESC LIMIT 1",
+            values,
         ).fetchone()
         if row is None:
-            what = "unfinished run" if active_only else "run"
+            what = " ".join(
+                word for word in ("unfinished" if active_only else "", kind or "", "run") if word
+            )
             raise JournalError(f"no {what} in {self.path}")
         return _run_record(row)
 
-    def set_run_state(self, run_id: str, state: str, reason: str | None = None) -> None:
+    def set_run_state(self, run_id: str, state: RunState, reason: str | None = None) -> None:
         with self.transaction() as db:
             db.execute(
                 "UPDATE runs SET state = ?, reason = ?, updated = ? WHERE id = ?",
@@ -371,9 +395,8 @@ class Journal:
             if row[0] in RUN_FINAL:
                 return False
             db.execute(
-                "UPDATE runs SET state = 'aborting', reason = 'abort requested', updated = ? "
-                "WHERE id = ?",
-                (time.time(), run_id),
+                "UPDATE runs SET state = ?, reason = 'abort requested', updated = ? WHERE id = ?",
+                (RunState.ABORTING, time.time(), run_id),
             )
         return True
 
@@ -421,7 +444,7 @@ class Journal:
             "FROM hosts WHERE run = ? ORDER BY position",
             (run_id,),
         ).fetchall()
-        return [HostRecord(*row) for row in rows]
+        return [_host_record(row) for row in rows]
 
     def host(self, run_id: str, batch: str, host: str) -> HostRecord:
         row = self.db.execute(
@@ -431,14 +454,14 @@ class Journal:
         ).fetchone()
         if row is None:
             raise JournalError(f"run {run_id} has no host {host} in batch {batch}")
-        return HostRecord(*row)
+        return _host_record(row)
 
     def set_host(
         self,
         run_id: str,
         batch: str,
         host: str,
-        state: str,
+        state: HostState,
         detail: str | None = None,
         *,
         attempt: int | None = None,
@@ -464,11 +487,11 @@ class Journal:
             ).fetchone()
             if row is None or row[0] in HOST_FINAL:
                 return None
-            attempt = row[1] if row[0] == "running" else row[1] + 1
+            attempt = row[1] if row[0] == HostState.RUNNING else row[1] + 1
             db.execute(
-                "UPDATE hosts SET state = 'running', detail = NULL, attempt = ?, updated = ? "
+                "UPDATE hosts SET state = ?, detail = NULL, attempt = ?, updated = ? "
                 "WHERE run = ? AND batch = ? AND host = ?",
-                (attempt, time.time(), run_id, batch, host),
+                (HostState.RUNNING, attempt, time.time(), run_id, batch, host),
             )
         return self.host(run_id, batch, host)
 
@@ -480,17 +503,19 @@ class Journal:
             ).fetchall()
             if not rows:
                 raise JournalError(f"run {run_id} has no host {host!r}")
-            busy = [batch for batch, state in rows if state == "running"]
+            busy = [batch for batch, state in rows if state == HostState.RUNNING]
             if busy:
                 raise InterlockError(
                     f"{host} is in progress in run {run_id} (or was when it was interrupted): "
                     "resume the run to finish or fail it, or abort the run"
                 )
-            changed = [batch for batch, state in rows if state in ("pending", "failed")]
+            changed = [
+                batch for batch, state in rows if state in (HostState.PENDING, HostState.FAILED)
+            ]
             db.executemany(
-                "UPDATE hosts SET state = 'skipped', detail = 'skipped by the operator', "
+                "UPDATE hosts SET state = ?, detail = 'skipped by the operator', "
                 "updated = ? WHERE run = ? AND batch = ? AND host = ?",
-                [(time.time(), run_id, batch, host) for batch in changed],
+                [(HostState.SKIPPED, time.time(), run_id, batch, host) for batch in changed],
             )
         return changed
 
@@ -504,7 +529,7 @@ class Journal:
             "ORDER BY r.created DESC, r.id DESC LIMIT 1",
             (host, fingerprint, exclude_run),
         ).fetchone()
-        if row is None or row[1] != "done":
+        if row is None or row[1] != HostState.DONE:
             return None
         return str(row[0])
 
@@ -531,12 +556,12 @@ class Journal:
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO steps (run, batch, host, step, attempt, state, started) "
-                "VALUES (?, ?, ?, ?, ?, 'started', ?) ON CONFLICT (run, batch, host, step) DO "
-                "UPDATE SET attempt = excluded.attempt, state = 'started', started = "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, batch, host, step) DO "
+                "UPDATE SET attempt = excluded.attempt, state = excluded.state, started = "
                 "excluded.started, finished = NULL, detail = NULL",
-                (run_id, batch, host, step, attempt, now),
+                (run_id, batch, host, step, attempt, StepState.STARTED, now),
             )
-            self._log(db, run_id, batch, host, step, attempt, "started", now, None)
+            self._log(db, run_id, batch, host, step, attempt, StepState.STARTED, now, None)
 
     def step_finished(
         self,
@@ -545,7 +570,7 @@ class Journal:
         host: str,
         step: str,
         attempt: int,
-        state: str,
+        state: StepState,
         detail: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
@@ -587,7 +612,10 @@ class Journal:
             "WHERE run = ? ORDER BY seq",
             (run_id,),
         ).fetchall()
-        return [LogEntry(*row) for row in rows]
+        return [
+            LogEntry(seq, batch, host, step, attempt, StepState(state), at, detail)
+            for seq, batch, host, step, attempt, state, at, detail in rows
+        ]
 
     @staticmethod
     def _log(
@@ -597,7 +625,7 @@ class Journal:
         host: str,
         step: str,
         attempt: int,
-        state: str,
+        state: StepState,
         at: float,
         detail: str | None,
     ) -> None:
@@ -608,13 +636,55 @@ class Journal:
         )
 
 
+# The journal stores states as their values; these turn rows into records with typed states.
+
+
+_RUN_COLUMNS = "id, created, updated, state, reason, plan, settings, kind"
+
+# Journals from before runs had a kind: upgrade plans were the ones titled so.
+_UPGRADE_TITLE = "Upgrade: "
+
+
+def _add_run_kinds(db: sqlite3.Connection) -> None:
+    """Give an older journal's runs their kind, once (inside the opening transaction, so two
+    processes opening the same old journal do it once between them)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    if "kind" in columns:
+        return
+    db.execute(f"ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT '{RunKind.ROLLOUT}'")
+    upgrades = []
+    for run_id, plan_json in db.execute("SELECT id, plan FROM runs").fetchall():
+        try:
+            title = json.loads(plan_json).get("title", "")
+        except (ValueError, AttributeError):
+            continue  # an unreadable plan stays a rollout; reading the run reports the plan
+        if isinstance(title, str) and title.startswith(_UPGRADE_TITLE):
+            upgrades.append((RunKind.UPGRADE, run_id))
+    db.executemany("UPDATE runs SET kind = ? WHERE id = ?", upgrades)
+
+
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    return RunRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]))
+    return RunRecord(
+        row[0],
+        row[1],
+        row[2],
+        RunState(row[3]),
+        row[4],
+        row[5],
+        json.loads(row[6]),
+        RunKind(row[7]),
+    )
+
+
+def _host_record(row: tuple[Any, ...]) -> HostRecord:
+    return HostRecord(row[0], row[1], row[2], row[3], HostState(row[4]), *row[5:])
 
 
 def _step_record(row: tuple[Any, ...]) -> StepRecord:
     data = json.loads(row[9]) if row[9] else {}
-    return StepRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], data)
+    return StepRecord(
+        row[0], row[1], row[2], row[3], row[4], StepState(row[5]), row[6], row[7], row[8], data
+    )
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

@@ -13,6 +13,7 @@ from interlock.host.atomic import write_atomic
 from interlock.observe.prometheus import label_value
 from interlock.rollout import events
 from interlock.rollout.events import Event
+from interlock.rollout.states import HOST_STATES, HostState, RunState, StepState
 
 PREFIX = "interlock_rollout"
 
@@ -38,7 +39,7 @@ class RunTally:
     """Everything the summary and the metrics say, gathered from the event stream."""
 
     run: str = ""
-    state: str = "running"
+    state: str = RunState.RUNNING
     started: float | None = None
     finished: float | None = None
     hosts: dict[str, str] = field(default_factory=dict)  # host → last state
@@ -51,20 +52,20 @@ class RunTally:
         self.run = event.run
         if event.kind == events.RUN_STARTED:
             self.started = event.time
-            self.state = "running"
+            self.state = RunState.RUNNING
             for name in event.data.get("hosts", []):
-                self.hosts.setdefault(str(name), "pending")
+                self.hosts.setdefault(str(name), HostState.PENDING)
             for name, state in event.data.get("host_states", {}).items():
                 self.hosts[str(name)] = str(state)
         elif event.kind == events.HOST_STARTED and event.host:
-            self.hosts[event.host] = "running"
+            self.hosts[event.host] = HostState.RUNNING
         elif event.kind == events.HOST_FINISHED and event.host and event.state:
             self.hosts[event.host] = event.state
             if event.duration is not None:
                 self.host_seconds[event.host] = event.duration
-        elif event.kind == events.STEP_FINISHED and event.step and event.state != "skipped":
+        elif event.kind == events.STEP_FINISHED and event.step and event.state != StepState.SKIPPED:
             self.steps.setdefault(event.step, StepTimes()).add(
-                event.duration, event.state == "failed"
+                event.duration, event.state == StepState.FAILED
             )
         elif event.kind == events.BATCH_FINISHED:
             self.batches_done += 1
@@ -83,9 +84,7 @@ class RunTally:
             + (f" ({self.reason})" if self.reason else ""),
             "hosts: "
             + ", ".join(
-                f"{self.count(state)} {state}"
-                for state in ("done", "failed", "skipped", "pending", "running")
-                if self.count(state)
+                f"{self.count(state)} {state}" for state in HOST_STATES if self.count(state)
             ),
         ]
         if self.steps:
@@ -125,15 +124,16 @@ def render_metrics(tally: RunTally) -> str:
         f"# HELP {PREFIX}_hosts Hosts of the rollout by state.",
         f"# TYPE {PREFIX}_hosts gauge",
     ]
-    for state in ("pending", "running", "done", "failed", "skipped"):
+    for state in HostState:
         lines.append(f'{PREFIX}_hosts{{run="{run}",state="{state}"}} {tally.count(state)}')
     lines += [
         f"# HELP {PREFIX}_state The run's state (1 for the current one).",
         f"# TYPE {PREFIX}_state gauge",
     ]
-    for state in ("running", "paused", "complete", "aborted"):
-        value = 1 if tally.state == state else 0
-        lines.append(f'{PREFIX}_state{{run="{run}",state="{state}"}} {value}')
+    # Aborting is short-lived and ends in aborted: the gauge has no series for it.
+    for run_state in (s for s in RunState if s != RunState.ABORTING):
+        value = 1 if tally.state == run_state else 0
+        lines.append(f'{PREFIX}_state{{run="{run}",state="{run_state}"}} {value}')
     lines += [
         f"# HELP {PREFIX}_batches_done Batches finished so far.",
         f"# TYPE {PREFIX}_batches_done gauge",

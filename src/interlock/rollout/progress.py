@@ -18,13 +18,14 @@ from rich.text import Text
 from interlock.observe.plain_text import printable
 from interlock.rollout import events
 from interlock.rollout.events import Event, describe
+from interlock.rollout.states import HOST_FINAL, HostState, RunState, StepState
 
-STATE_STYLE = {
-    "pending": "dim",
-    "running": "bold cyan",
-    "done": "green",
-    "failed": "bold red",
-    "skipped": "yellow",
+STATE_STYLE: dict[str, str] = {
+    HostState.PENDING: "dim",
+    HostState.RUNNING: "bold cyan",
+    HostState.DONE: "green",
+    HostState.FAILED: "bold red",
+    HostState.SKIPPED: "yellow",
 }
 
 
@@ -32,7 +33,7 @@ STATE_STYLE = {
 class HostView:
     name: str
     batch: str
-    state: str = "pending"
+    state: str = HostState.PENDING
     step: str = ""
     since: float = 0.0
     waiting: str = ""
@@ -44,7 +45,7 @@ class BatchView:
     id: str
     stage: str
     hosts: list[str]
-    state: str = "pending"
+    state: str = HostState.PENDING
 
 
 @dataclass
@@ -69,33 +70,33 @@ class ProgressView:
             events.WINDOW_WAITING,
             events.NOTICE,
             events.RUN_FINISHED,
-        ) or (event.kind == events.STEP_FINISHED and event.state == "failed"):
+        ) or (event.kind == events.STEP_FINISHED and event.state == StepState.FAILED):
             self.recent.append(time.strftime("%H:%M:%S ") + describe(event))
 
     def on_run_started(self, event: Event) -> None:
-        self.state = "running"
+        self.state = RunState.RUNNING
         finished: dict[str, Any] = event.data.get("host_states", {})
         for batch in event.data.get("batches", []):
             names = [str(name) for name in batch["hosts"]]
             self.batches.append(BatchView(str(batch["id"]), str(batch["stage"]), names))
             for name in names:
                 self.hosts[name] = HostView(
-                    name, str(batch["id"]), str(finished.get(name, "pending"))
+                    name, str(batch["id"]), str(finished.get(name, HostState.PENDING))
                 )
         for batch_view in self.batches:
-            if all(self.hosts[name].state in ("done", "skipped") for name in batch_view.hosts):
-                batch_view.state = "done"
+            if all(self.hosts[name].state in HOST_FINAL for name in batch_view.hosts):
+                batch_view.state = HostState.DONE
 
     def on_batch_started(self, event: Event) -> None:
         self.batch_wait = ""
         for batch in self.batches:
             if batch.id == event.batch:
-                batch.state = "running"
+                batch.state = HostState.RUNNING
 
     def on_batch_finished(self, event: Event) -> None:
         for batch in self.batches:
             if batch.id == event.batch:
-                batch.state = "done"
+                batch.state = HostState.DONE
 
     def on_window_waiting(self, event: Event) -> None:
         self.batch_wait = event.detail or ""
@@ -112,7 +113,7 @@ class ProgressView:
     def on_host_started(self, event: Event) -> None:
         view = self.hosts.get(event.host or "")
         if view is not None:
-            view.state, view.since, view.detail = "running", time.monotonic(), ""
+            view.state, view.since, view.detail = HostState.RUNNING, time.monotonic(), ""
 
     def on_step_started(self, event: Event) -> None:
         view = self.hosts.get(event.host or "")
@@ -133,18 +134,18 @@ class ProgressView:
 
     def render(self) -> RenderableType:
         elapsed = time.monotonic() - self.started
-        done_batches = sum(1 for b in self.batches if b.state == "done")
+        done_batches = sum(1 for b in self.batches if b.state == HostState.DONE)
         header = Text.assemble(
             ("rollout ", "bold"),
             (printable(self.run), "cyan"),
             f"  {printable(self.state)}  ",
             f"batches {done_batches}/{len(self.batches)}  ",
             ("done ", "green"),
-            str(self.count("done")),
+            str(self.count(HostState.DONE)),
             ("  failed ", "red"),
-            str(self.count("failed")),
+            str(self.count(HostState.FAILED)),
             ("  skipped ", "yellow"),
-            str(self.count("skipped")),
+            str(self.count(HostState.SKIPPED)),
             f"  of {len(self.hosts)}  ",
             (f"{elapsed:5.0f} s", "dim"),
         )
@@ -155,7 +156,7 @@ class ProgressView:
         for column in ("batch", "host", "state", "step", "for", "waiting on / detail"):
             table.add_column(column)
         for view in self.rows():
-            running = view.state == "running"
+            running = view.state == HostState.RUNNING
             # Every value is a Text: names, steps and details are data, never rich markup.
             table.add_row(
                 Text(printable(view.batch)),
@@ -171,12 +172,12 @@ class ProgressView:
 
     def rows(self) -> list[HostView]:
         """Hosts under way first, then recent failures, then the current batch's others."""
-        running = [v for v in self.hosts.values() if v.state == "running"]
-        failed = [v for v in self.hosts.values() if v.state == "failed"]
-        current = {b.id for b in self.batches if b.state == "running"}
+        running = [v for v in self.hosts.values() if v.state == HostState.RUNNING]
+        failed = [v for v in self.hosts.values() if v.state == HostState.FAILED]
+        current = {b.id for b in self.batches if b.state == HostState.RUNNING}
         others = [
             v
             for v in self.hosts.values()
-            if v.batch in current and v.state not in ("running", "failed")
+            if v.batch in current and v.state not in (HostState.RUNNING, HostState.FAILED)
         ]
         return (running + failed + others)[: self.max_rows]

@@ -8,6 +8,7 @@ inventory changed since: what was planned is what continues.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,11 +25,12 @@ from interlock.rollout.actions import HostActions
 from interlock.rollout.balancer import Balancer, HaproxyBalancer, NoBalancer
 from interlock.rollout.events import EventBus, WaitReports
 from interlock.rollout.executor import Executor, RunOutcome
-from interlock.rollout.journal import HOST_FINAL, Journal, RunRecord
+from interlock.rollout.journal import Journal, RunRecord
 from interlock.rollout.plan import Drain, Plan, decode, encode
 from interlock.rollout.planner import build_plan
 from interlock.rollout.probes import ProbeRunner
 from interlock.rollout.spec import RolloutSpec
+from interlock.rollout.states import HOST_FINAL, RUN_FINAL, RunKind, RunState
 
 ExecutorHook = Callable[[Executor], None]
 
@@ -63,10 +65,16 @@ def settings_for(spec: RolloutSpec, inventory: Inventory) -> dict[str, Any]:
 
 
 def start_run(
-    journal: Journal, plan: Plan, settings: dict[str, Any], *, again: bool = False
+    journal: Journal,
+    plan: Plan,
+    settings: dict[str, Any],
+    *,
+    kind: RunKind = RunKind.ROLLOUT,
+    again: bool = False,
 ) -> RunRecord:
-    """Record a new run (taking the host leases); hosts whose same work finished before start
-    as done, unless `again`. Hosts whose action can check for work always check instead."""
+    """Record a new run of this kind (taking the host leases); hosts whose same work finished
+    before start as done, unless `again`. Hosts whose action can check for work always check
+    instead."""
     # Keyed by (host, fingerprint): a host in several batches (an upgrade's projects) is done
     # only for the pieces of work that an earlier run finished.
     done_before: dict[tuple[str, str], str] = {}
@@ -77,13 +85,16 @@ def start_run(
             earlier = journal.done_before(host_plan.host.name, host_plan.fingerprint)
             if earlier is not None:
                 done_before[(host_plan.host.name, host_plan.fingerprint)] = earlier
-    return journal.create_run(plan, settings, done_before=done_before)
+    return journal.create_run(plan, settings, kind=kind, done_before=done_before)
 
 
-def pick_run(journal: Journal, run_id: str | None, *, active: bool) -> RunRecord:
+def pick_run(
+    journal: Journal, run_id: str | None, *, active: bool, kind: RunKind | None = None
+) -> RunRecord:
+    """The given run, else the latest (unfinished if `active`, of this kind if given)."""
     if run_id is not None:
         return journal.run(run_id)
-    return journal.latest_run(active_only=active)
+    return journal.latest_run(active_only=active, kind=kind)
 
 
 def transport_for(settings: Mapping[str, Any]) -> Transport:
@@ -161,9 +172,11 @@ async def execute(
         if current.finished:
             raise InterlockError(f"run {run.id} is {current.state}: nothing to resume")
         # Aborting only undoes (drains, masks): it needs no slot, and works with etcd down.
-        shared = None if current.state == "aborting" else current.settings.get("coordination")
+        shared = (
+            None if current.state == RunState.ABORTING else current.settings.get("coordination")
+        )
         slots = coordination or open_coordination(shared)
-        await slots.open(run.id, run_kind(current.plan.title), current.plan.title)
+        await slots.open(run.id, current.kind, current.plan.title)
         try:
             chosen = session or open_session(current)
             try:
@@ -183,11 +196,11 @@ async def execute(
                 )
                 if on_executor is not None:
                     on_executor(executor)
-                if current.state == "aborting":
+                if current.state == RunState.ABORTING:
                     outcome = await abort_here(executor)
                 else:
                     outcome = await executor.run()
-                finished = outcome.state in ("complete", "aborted")
+                finished = outcome.state in RUN_FINAL
                 return outcome
             finally:
                 await chosen.close()
@@ -197,10 +210,22 @@ async def execute(
         lock.release(remove=finished)
 
 
-def run_kind(title: str) -> str:
-    """What other actors see this run as: the plan title's first word (Rollout:, Upgrade:)."""
-    word = title.split(":", 1)[0].strip().lower()
-    return word if word.isalpha() else "rollout"
+def execute_in_foreground(
+    journal: Journal,
+    run: RunRecord,
+    bus: EventBus,
+    *,
+    coordination: Coordination | None = None,
+) -> RunOutcome:
+    """Execute (or resume) a run in this process: SIGINT or SIGTERM once finishes the hosts
+    under way and pauses, twice interrupts them too (they are cleaned up)."""
+
+    def install(executor: Executor) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, executor.interrupt, signal.Signals(signum).name)
+
+    return asyncio.run(execute(journal, run, bus, on_executor=install, coordination=coordination))
 
 
 async def abort_here(executor: Executor) -> RunOutcome:
