@@ -487,25 +487,8 @@ class _Compiler:
         result: list[Step] = []
         if services:
             result.append(Step(SNAPSHOT, Snapshot(tuple(services)), sticky=True))
-            result.append(
-                Step(
-                    "hold",
-                    steps.hold(services),
-                    undo=None if keep else steps.release(start_order),
-                    left_on_failure="its services stay stopped (on_failure.services: leave-stopped)"
-                    if keep
-                    else None,
-                    title="stop, disable, mask " + ", ".join(services),
-                )
-            )
-        result.append(
-            Step(
-                "install",
-                steps.install(packages),
-                sticky=True,
-                title="install " + _versions(packages),
-            )
-        )
+            result.append(_hold_step("hold", services, start_order, keep))
+        result.append(_install_step(packages))
         releases: list[Step] = []
         for project, role_work, group in reversed(groups):
             if not group:
@@ -605,25 +588,8 @@ class _Compiler:
         for group in groups:
             suffix = f"-{group[0]}" if work.service_wait else ""
             keep = recipe.cleanup_services == "leave-stopped"
-            result.append(
-                Step(
-                    f"hold{suffix}",
-                    steps.hold(group),
-                    undo=None if keep else steps.release(group),
-                    left_on_failure="its services stay stopped (on_failure.services: leave-stopped)"
-                    if keep
-                    else None,
-                    title="stop, disable, mask " + ", ".join(group),
-                )
-            )
-        result.append(
-            Step(
-                "install",
-                steps.install(upgrades),
-                sticky=True,
-                title="install " + _versions(upgrades),
-            )
-        )
+            result.append(_hold_step(f"hold{suffix}", group, group, keep))
+        result.append(_install_step(upgrades))
         result.extend(db_steps)
         for group in groups:
             suffix = f"-{group[0]}" if work.service_wait else ""
@@ -807,6 +773,26 @@ def window_seconds(
             wakes.append(last + stagger)
         now = min(wakes)
     return now
+
+
+def _hold_step(name: str, services: list[str], release_order: list[str], keep: bool) -> Step:
+    """Stop, disable and mask `services`; undone by releasing them in `release_order` unless the
+    recipe leaves them stopped on a failure."""
+    return Step(
+        name,
+        steps.hold(services),
+        undo=None if keep else steps.release(release_order),
+        left_on_failure="its services stay stopped (on_failure.services: leave-stopped)"
+        if keep
+        else None,
+        title="stop, disable, mask " + ", ".join(services),
+    )
+
+
+def _install_step(packages: Sequence[tuple[str, str]]) -> Step:
+    return Step(
+        "install", steps.install(packages), sticky=True, title="install " + _versions(packages)
+    )
 
 
 def _versions(packages: Sequence[tuple[str, str]]) -> str:
