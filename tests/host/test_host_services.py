@@ -8,7 +8,6 @@ output in tests/fixtures/systemd, captured from a systemd lab host by tests/syst
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 
 from host.gate_env import FIXTURES, INTERLOCK, VENV_PYTHON
 from host.host_namespace import Namespace
+from host.systemctl_replay import install_replay, run_replayed
 from interlock.host.ledger import DeferredEvent, Ledger
 from interlock.host.services.base import ServiceState
 from interlock.host.services.systemd import (
@@ -194,12 +194,7 @@ def replayed_systemd(tmp_path: Path) -> Iterator[Callable[..., subprocess.Comple
     """Run code in a mount namespace where /usr/bin/systemctl replays the fixtures and
     /run/systemd/system exists (so interlock picks its systemd backend). Nothing starts systemd.
     """
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare")
-    config = tmp_path / "replay.json"
-    script = tmp_path / "systemctl"
-    script.write_text(f"#!/usr/bin/python3 -I\n{REPLAY.replace('{config}', str(config))}")
-    script.chmod(0o755)
+    script, config = install_replay(tmp_path, REPLAY)
 
     def run(
         units: dict[str, dict[str, str]], argv: list[str], old: bool = False
@@ -210,17 +205,7 @@ def replayed_systemd(tmp_path: Path) -> Iterator[Callable[..., subprocess.Comple
             for unit, styles in units.items()
         }
         config.write_text(json.dumps({"log": str(log), "units": mapping, "old": old}))
-        setup = (
-            "set -e; mount -t tmpfs tmpfs /run; mkdir -p /run/systemd/system; "
-            f'mount --bind {script} /usr/bin/systemctl; exec "$@"'
-        )
-        return subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh", *argv],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
+        return run_replayed(script, argv)
 
     yield run
 

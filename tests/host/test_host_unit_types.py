@@ -11,8 +11,6 @@ sandbox, with cron.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ import pytest
 
 from host.gate_env import FIXTURES, INTERLOCK
 from host.host_namespace import Namespace
+from host.systemctl_replay import install_replay, run_replayed
 from interlock.fleet.transport.base import CommandResult
 from interlock.host.ledger import DeferredEvent, Ledger
 from interlock.host.services.units import Refusal, RestartGroup, plan_restarts, unit_type
@@ -118,12 +117,7 @@ def replay(tmp_path: Path) -> Iterator[Replay]:
     """Run a command where /usr/bin/systemctl replays fixtures (each unit: its states in order,
     a `restart` or `start` moves to the next, `stop` changes nothing) and /run/systemd/system
     exists. Nothing starts systemd."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        pytest.skip("needs root and unshare")
-    config = tmp_path / "replay.json"
-    script = tmp_path / "systemctl"
-    script.write_text(f"#!/usr/bin/python3 -I\n{REPLAY.replace('{config}', str(config))}")
-    script.chmod(0o755)
+    script, config = install_replay(tmp_path, REPLAY)
 
     def run(units: dict[str, list[str]], argv: list[str]) -> subprocess.CompletedProcess[str]:
         states = {unit: [str(SYSTEMD / name) for name in names] for unit, names in units.items()}
@@ -136,17 +130,7 @@ def replay(tmp_path: Path) -> Iterator[Replay]:
                 }
             )
         )
-        setup = (
-            "set -e; mount -t tmpfs tmpfs /run; mkdir -p /run/systemd/system; "
-            f'mount --bind {script} /usr/bin/systemctl; exec "$@"'
-        )
-        return subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", setup, "sh", *argv],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
+        return run_replayed(script, argv)
 
     yield run
 
