@@ -30,6 +30,7 @@ from interlock.coordination.etcd import EtcdClient, parse_url
 from interlock.coordination.etcd_slots import EtcdCoordination
 from interlock.fleet.inventory import Host
 from interlock.fleet.transport.local import LocalTransport
+from interlock.lab.etcd import member_argv
 from interlock.rollout.balancer import NoBalancer
 from interlock.rollout.events import EventBus
 from interlock.rollout.journal import Journal
@@ -48,8 +49,7 @@ def free_port() -> int:
 
 @contextmanager
 def cluster(directory: Path) -> Iterator[str]:
-    binary = shutil.which("etcd")
-    if binary is None:
+    if shutil.which("etcd") is None:
         raise SystemExit("etcd is not installed (apt-get install etcd-server)")
     ports = [(free_port(), free_port()) for _ in range(3)]
     initial = ",".join(f"m{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(ports))
@@ -58,23 +58,9 @@ def cluster(directory: Path) -> Iterator[str]:
         with (directory / f"m{index}.log").open("ab") as log:
             members.append(
                 subprocess.Popen(
-                    [
-                        binary,
-                        "--name",
-                        f"m{index}",
-                        "--data-dir",
-                        str(directory / f"m{index}"),
-                        "--listen-client-urls",
-                        f"http://127.0.0.1:{client}",
-                        "--advertise-client-urls",
-                        f"http://127.0.0.1:{client}",
-                        "--listen-peer-urls",
-                        f"http://127.0.0.1:{peer}",
-                        "--initial-advertise-peer-urls",
-                        f"http://127.0.0.1:{peer}",
-                        "--initial-cluster",
-                        initial,
-                    ],
+                    member_argv(
+                        f"m{index}", directory / f"m{index}", "127.0.0.1", initial, client, peer
+                    ),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from interlock.lab.etcd import member_argv
 from rollout.rollout_processes import free_port
 
 
@@ -27,28 +28,13 @@ def etcd_or_skip() -> str:
 @contextmanager
 def local_etcd(directory: Path) -> Iterator[str]:
     """Yields the coordination URL; the member is killed (by its PID) and waited for at the end."""
-    binary = etcd_or_skip()
+    etcd_or_skip()
     client, peer = free_port(), free_port()
     directory.mkdir(parents=True, exist_ok=True)
+    cluster = f"solo=http://127.0.0.1:{peer}"
     with (directory / "etcd.log").open("ab") as log:
         process = subprocess.Popen(
-            [
-                binary,
-                "--name",
-                "solo",
-                "--data-dir",
-                str(directory / "data"),
-                "--listen-client-urls",
-                f"http://127.0.0.1:{client}",
-                "--advertise-client-urls",
-                f"http://127.0.0.1:{client}",
-                "--listen-peer-urls",
-                f"http://127.0.0.1:{peer}",
-                "--initial-advertise-peer-urls",
-                f"http://127.0.0.1:{peer}",
-                "--initial-cluster",
-                f"solo=http://127.0.0.1:{peer}",
-            ],
+            member_argv("solo", directory / "data", "127.0.0.1", cluster, client, peer),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -44,21 +44,33 @@ def member_hosts(lab: Lab, count: int) -> list[str]:
     return order[:count]
 
 
-def _argv(lab: Lab, host: str, cluster: str) -> list[str]:
-    address = lab.state().host(host).address
+def member_argv(
+    name: str,
+    data_dir: Path,
+    address: str,
+    cluster: str,
+    client_port: int = CLIENT_PORT,
+    peer_port: int = PEER_PORT,
+) -> list[str]:
+    """Debian's etcd as one member of `cluster` (`name=http://address:peer,...`), new cluster."""
     return [
         _etcd(),
-        "--name", host,
-        "--data-dir", str(host_dir(lab.directory, host) / "etcd"),
-        "--listen-client-urls", f"http://{address}:{CLIENT_PORT}",
-        "--advertise-client-urls", f"http://{address}:{CLIENT_PORT}",
-        "--listen-peer-urls", f"http://{address}:{PEER_PORT}",
-        "--initial-advertise-peer-urls", f"http://{address}:{PEER_PORT}",
+        "--name", name,
+        "--data-dir", str(data_dir),
+        "--listen-client-urls", f"http://{address}:{client_port}",
+        "--advertise-client-urls", f"http://{address}:{client_port}",
+        "--listen-peer-urls", f"http://{address}:{peer_port}",
+        "--initial-advertise-peer-urls", f"http://{address}:{peer_port}",
         "--initial-cluster", cluster,
-        "--initial-cluster-token", f"{lab.name}-etcd",
         "--initial-cluster-state", "new",
-        *TUNING,
     ]  # fmt: skip
+
+
+def _argv(lab: Lab, host: str, cluster: str) -> list[str]:
+    address = lab.state().host(host).address
+    data_dir = host_dir(lab.directory, host) / "etcd"
+    token = ("--initial-cluster-token", f"{lab.name}-etcd")
+    return [*member_argv(host, data_dir, address, cluster), *token, *TUNING]
 
 
 def _etcd() -> str:
