@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from interlock.fleet.inventory import Host
+from interlock.fleet.transport import CommandResult
 from interlock.rollout import events
 from interlock.rollout.journal import Journal
 from interlock.rollout.plan import CommandProbe, PreGates
@@ -400,3 +402,61 @@ def test_the_progress_view_follows_the_events(journal: Journal) -> None:
     assert "batches 2/2" in text
     assert "done 3  failed 1" in text
     assert "h2" in text and "work: exit 1" in text
+
+
+class SyncRecordingJournal(Journal):
+    """Records, in order, each step start and whether it was synced, and each sync."""
+
+    def __init__(self, path: Path, order: list[tuple[str, str]]) -> None:
+        super().__init__(path)
+        self.order = order
+
+    def step_started(
+        self, run_id: str, batch: str, host: str, step: str, attempt: int, *, synced: bool = True
+    ) -> None:
+        super().step_started(run_id, batch, host, step, attempt, synced=synced)
+        self.order.append(("start" if not synced else "start synced", f"{host}/{step}"))
+
+    def sync(self, run_id: str) -> None:
+        super().sync(run_id)
+        self.order.append(("sync", ""))
+
+
+class OrderedTransport(ScriptedTransport):
+    order: list[tuple[str, str]]
+
+    async def run(
+        self,
+        host: Host,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        self.order.append(("act", f"{host.name}/{argv[0]}"))
+        return await super().run(host, argv, input=input, timeout=timeout)
+
+
+def test_a_step_acts_only_after_its_start_is_synced_and_a_batch_shares_the_syncs(
+    tmp_path: Path,
+) -> None:
+    order: list[tuple[str, str]] = []
+    with SyncRecordingJournal(tmp_path / "journal.sqlite", order) as journal:
+        transport = OrderedTransport()
+        transport.order = order
+        h = Harness(journal, transport)
+        run = h.start(make_plan(fleet(10), schedule=Schedule(batch_size=Amount(10))))
+        order.clear()
+        assert asyncio.run(h.execute(run)).state == "complete"
+    starts = [i for i, (what, _) in enumerate(order) if what.startswith("start")]
+    acts = [i for i, (what, _) in enumerate(order) if what == "act"]
+    syncs = [i for i, (what, _) in enumerate(order) if what == "sync"]
+    assert len(starts) == 30 and len(acts) == 30  # mark, work, unmark on each of 10 hosts
+    # Write-ahead: between each step's start record and its command there is a sync.
+    for start in starts:
+        host = order[start][1].partition("/")[0]
+        act = next(i for i in acts if i > start and order[i][1].startswith(host + "/"))
+        assert any(start < sync < act for sync in syncs), (order[start], order[act])
+    assert all(what == "start" for what, _ in (order[i] for i in starts))
+    # The ten hosts start each step together, so far fewer syncs than starts.
+    assert len(syncs) <= 6, len(syncs)

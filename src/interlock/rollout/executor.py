@@ -128,6 +128,8 @@ class Executor:
         self.report_wait = reports or events.WaitReports(bus, run_id)
         # Slots shared with other actors (etcd), or nothing beyond this run's own limits.
         self.coordination = coordination or LocalCoordination()
+        # Steps that start in the same turn of the event loop share one journal sync.
+        self.pending_sync: asyncio.Future[None] | None = None
         self.coordination.notify = lambda detail: self.emit(events.NOTICE, detail=detail)
 
     # --- control ------------------------------------------------------------------------------
@@ -534,7 +536,7 @@ class Executor:
         host_plan: HostPlan,
     ) -> None:
         step = host_plan.step(step_id)
-        self.record_step(batch, host, step.id, attempt, StepState.STARTED, step.description)
+        await self.record_start(batch, host, step.id, attempt, step.description)
         began = time.monotonic()
         try:
             outcome = await self.actions.perform(host, step.id, step.action, context)
@@ -549,6 +551,40 @@ class Executor:
         )
         context[step.id] = outcome.data
 
+    async def record_start(
+        self,
+        batch: Batch,
+        host: Host,
+        step_id: str,
+        attempt: int,
+        detail: str | None,
+        *,
+        kind: str | None = None,
+    ) -> None:
+        """A step is about to act: its start is on disk before this returns."""
+        self.record_step(
+            batch, host, step_id, attempt, StepState.STARTED, detail, kind=kind, synced=False
+        )
+        await self.journal_synced()
+
+    async def journal_synced(self) -> None:
+        """Wait until the journal is on disk up to now. Every host that asks in the same turn
+        of the event loop (a batch's hosts starting a step together) shares one sync."""
+        if self.pending_sync is None:
+            loop = asyncio.get_running_loop()
+            self.pending_sync = loop.create_future()
+            loop.call_soon(self.sync_journal, self.pending_sync)
+        await asyncio.shield(self.pending_sync)
+
+    def sync_journal(self, done: asyncio.Future[None]) -> None:
+        self.pending_sync = None
+        try:
+            self.journal.sync(self.run_id)
+        except Exception as exc:  # noqa: BLE001 - every waiter gets the journal's error
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+
     def record_step(
         self,
         batch: Batch,
@@ -561,11 +597,14 @@ class Executor:
         *,
         began: float | None = None,
         kind: str | None = None,
+        synced: bool = True,
     ) -> None:
         """A step's state change: in the journal first, then as an event (a step-started or
         step-finished, or `kind` for cleanup steps) with its duration since `began`."""
         if state == StepState.STARTED:
-            self.journal.step_started(self.run_id, batch.id, host.name, step_id, attempt)
+            self.journal.step_started(
+                self.run_id, batch.id, host.name, step_id, attempt, synced=synced
+            )
         else:
             self.journal.step_finished(
                 self.run_id, batch.id, host.name, step_id, attempt, state, detail, data
@@ -606,14 +645,8 @@ class Executor:
             undone = records.get(undo_id)
             if undone is not None and undone.state == StepState.DONE:
                 continue
-            self.record_step(
-                batch,
-                host,
-                undo_id,
-                attempt,
-                StepState.STARTED,
-                step.undo.describe(),
-                kind=events.CLEANUP,
+            await self.record_start(
+                batch, host, undo_id, attempt, step.undo.describe(), kind=events.CLEANUP
             )
             began = time.monotonic()
             state: StepState

@@ -1,8 +1,13 @@
 """The journal: every run, host and step state in SQLite, so a killed run resumes where it was.
 
-Durability: WAL mode with `synchronous=FULL` and one transaction per state change, so a state
-the executor acted on is on disk before the next action; a SIGKILL at any point leaves either
-the state before a change or the state after it.
+Durability: WAL mode and one transaction per state change; a SIGKILL at any point leaves either
+the state before a change or the state after it. Records that come *before* an action (a run
+created or resumed, a step started, a lease) are synced to disk (`synchronous=FULL`) before the
+action. Records of what already happened (a step's outcome, a host claimed or finished) are
+committed without their own fsync: the next synced record, at the latest the run's final state,
+carries them to disk with it, since the WAL is synced as a whole. A power loss can therefore
+lose only outcomes that a kill just before recording them would have lost too, and a resumed
+run already checks those again (a step found started is verified or redone).
 
 Exclusion has two parts. A *lease* row per host, taken in the same transaction that creates the
 run and held until the run completes or is aborted, stops another run from targeting those hosts
@@ -233,16 +238,23 @@ class Journal:
         self.close()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, synced: bool = True) -> Iterator[sqlite3.Connection]:
         """One state change: BEGIN IMMEDIATE takes the write lock up front, so checks and
-        writes inside see no other writer in between."""
-        self.db.execute("BEGIN IMMEDIATE")
+        writes inside see no other writer in between. `synced=False` for a record of what has
+        already happened: it reaches the disk with the next synced one (see the module doc)."""
+        if not synced:
+            self.db.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        finally:
+            if not synced:
+                self.db.execute("PRAGMA synchronous=FULL")
 
     # --- runs -------------------------------------------------------------------------------
 
@@ -466,7 +478,7 @@ class Journal:
         *,
         attempt: int | None = None,
     ) -> None:
-        with self.transaction() as db:
+        with self.transaction(synced=False) as db:
             db.execute(
                 "UPDATE hosts SET state = ?, detail = ?, attempt = COALESCE(?, attempt), "
                 "updated = ? WHERE run = ? AND batch = ? AND host = ?",
@@ -480,7 +492,7 @@ class Journal:
         run again, its finished work stays finished. A host interrupted while running keeps
         its attempt and carries on from the step it was at.
         """
-        with self.transaction() as db:
+        with self.transaction(synced=False) as db:
             row = db.execute(
                 "SELECT state, attempt FROM hosts WHERE run = ? AND batch = ? AND host = ?",
                 (run_id, batch, host),
@@ -551,9 +563,13 @@ class Journal:
         ).fetchall()
         return [_step_record(row) for row in rows]
 
-    def step_started(self, run_id: str, batch: str, host: str, step: str, attempt: int) -> None:
+    def step_started(
+        self, run_id: str, batch: str, host: str, step: str, attempt: int, *, synced: bool = True
+    ) -> None:
+        """Record that a step is about to act. With `synced=False` the caller must `sync` before
+        it acts (so that steps starting together share one fsync)."""
         now = time.time()
-        with self.transaction() as db:
+        with self.transaction(synced=synced) as db:
             db.execute(
                 "INSERT INTO steps (run, batch, host, step, attempt, state, started) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run, batch, host, step) DO "
@@ -576,7 +592,7 @@ class Journal:
     ) -> None:
         """Record a step's outcome: done, failed, skipped (nothing to do) or undone (cleanup)."""
         now = time.time()
-        with self.transaction() as db:
+        with self.transaction(synced=False) as db:
             db.execute(
                 "INSERT INTO steps (run, batch, host, step, attempt, state, started, finished, "
                 "detail, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -597,6 +613,12 @@ class Journal:
                 ),
             )
             self._log(db, run_id, batch, host, step, attempt, state, now, detail)
+
+    def sync(self, run_id: str) -> None:
+        """Put every record committed so far on disk: one synced write (the run's `updated`
+        time), which syncs the WAL and with it the unsynced records before it."""
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET updated = ? WHERE id = ?", (time.time(), run_id))
 
     def reset_steps(self, run_id: str, batch: str, host: str, steps: Sequence[str]) -> None:
         """Forget the given steps' states, so a new attempt does them again."""
