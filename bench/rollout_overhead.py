@@ -2,8 +2,8 @@
 
 The ideal is the sum of the waits the plan makes mandatory: one soak per batch, since a batch's
 hosts soak at the same time (5 batches x 1 s = 5 s). Everything above it is the engine: journal
-transactions (WAL, synchronous=FULL), events, process spawns of the trivial action, scheduling.
-Target: total / ideal <= 1.10.
+transactions (WAL; each step's start synced before it acts, shared by the steps that start
+together), events, process spawns of the trivial action, scheduling. Target: total / ideal <= 1.03.
 
 For reference, the same work without the engine (spawn `true` for 10 hosts at once, sleep 1 s,
 5 times) is measured in the same run.
@@ -29,6 +29,8 @@ from interlock.rollout.planner import build_plan
 from interlock.rollout.runs import Session, execute, start_run
 from interlock.rollout.schedule import Amount, Schedule
 from interlock.rollout.spec import ActionSpec, PostGateSpec, RolloutSpec
+
+TARGET = 1.03
 
 
 def spec(batch: int, soak: float) -> RolloutSpec:
@@ -105,8 +107,8 @@ def main() -> None:
     print(f"rollout engine (median of {args.runs}):  {total:.3f} s  ({total / ideal:.3f} x ideal)")
     print(f"engine overhead per batch:        {(total - ideal) / batches * 1000:.1f} ms")
     print(f"journal state changes per run:    {commits}")
-    verdict = "OK" if total / ideal <= 1.10 else "OVER TARGET"
-    print(f"target total / ideal <= 1.10:     {verdict}")
+    verdict = "OK" if total / ideal <= TARGET else "OVER TARGET"
+    print(f"target total / ideal <= {TARGET}:     {verdict}")
 
 
 if __name__ == "__main__":
