@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 from interlock.facts import ledger
 from interlock.facts.ledger import PENDING, RESTARTED_SINCE
 from interlock.facts.sections import new_marker
+from interlock.host.trusted_file import EVENT_MAX_BYTES
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 MARKER = "@@interlock-fixture"  # what tests/fixtures/facts/capture.py runs with
@@ -70,3 +72,30 @@ def test_the_command_on_a_charm_managed_ledger_keeps_each_files_bytes(tmp_path: 
         assert fact.digests[str(path)] == hashlib.sha256(path.read_bytes()).hexdigest()
     # No service named in the ledger runs on this machine's /etc/init.d: no start times.
     assert fact.pending == list(fact.events)
+
+
+def test_hostile_files_are_problems_and_nothing_hangs_or_is_dropped_silently(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "policy-rc.d"
+    directory.mkdir()
+    good = "action: restart\nreason: x\nservice: cron\ntimestamp: 1700000000\n"
+    (directory / "good.deferred").write_text(good)
+    (directory / "nul.deferred").write_bytes(b"service: cr\0on\nreason: x\naction: restart\n")
+    (directory / "huge.deferred").write_bytes(b"#" * (EVENT_MAX_BYTES + 10) + b"\n")
+    (directory / "lines.deferred").write_bytes(b"\n" * 60000)
+    os.mkfifo(directory / "fifo.deferred")  # never opened: reading it would block
+    (directory / "link.deferred").symlink_to(directory / "good.deferred")
+    marker = new_marker()
+    argv = ledger.command(marker, str(directory), str(tmp_path / "no-hooks"))
+    result = subprocess.run(argv, capture_output=True, timeout=30, check=True)
+    fact = ledger.parse(result.stdout.decode("utf-8", "surrogateescape"), marker, "h1")
+    assert [event.path for event in fact.events] == [str(directory / "good.deferred")]
+    problems = "\n".join(fact.problems)
+    assert f"h1:{directory}/nul.deferred line 1: invalid YAML: a control character" in problems
+    assert f"h1:{directory}/huge.deferred" in problems
+    assert f"h1:{directory}/lines.deferred" in problems
+    assert "fifo" not in problems and "link" not in problems
+    # A file read only up to its NUL byte is never removable by that read's digest.
+    assert str(directory / "nul.deferred") not in fact.digests
+    assert result.stderr == b""

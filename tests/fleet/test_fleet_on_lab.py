@@ -38,6 +38,8 @@ from fleet.lab_fleet import (
     table_rows,
 )
 from fleet.loopback_sshd import free_port
+from interlock.facts import ledger as ledger_fact
+from interlock.facts.sections import new_marker
 from interlock.fleet.inventory_file import load_inventory
 from interlock.fleet.transport import HostKeyMismatch, SshTransport, fan_out
 from interlock.host.ledger import PACKAGE_UPDATE
@@ -380,3 +382,74 @@ def test_a_crashed_host_is_listed_unreachable(lab: Lab, names: list[str]) -> Non
         {"host": CRASHED, "reason": f"{address} port 22: connection refused (after 3 attempts)"}
     ]
     assert {h["host"] for h in document["hosts"]} == set(names) - {CRASHED, MALFORMED}
+
+
+X_DAEMON_SCRIPT = """#!/bin/sh
+NAME=x-daemon
+DAEMON=/usr/sbin/x-daemon
+PIDFILE=/run/x-daemon.pid
+"""
+
+
+def test_the_ledger_read_knows_a_sysv_daemon_through_a_symlink_and_after_its_binary_is_replaced(
+    lab: Lab,
+) -> None:
+    """The service state read over SSH on a clean host (cmp14), in a ledger directory of its
+    own: the DAEMON path is a symlink and the process is started by its real path (its name
+    then differs from DAEMON's), so only the executable can say it is the service; replacing
+    the binary under it leaves the process running a deleted file, which is still the service;
+    a pidfile naming another program is not."""
+    host = "cmp14"
+    ledger_dir = "/var/lib/x-test/ledger"
+    ssh_ok(
+        lab,
+        host,
+        "mkdir -p /var/lib/x-test/ledger && cp /bin/sleep /var/lib/x-test/real-bin && "
+        "ln -sf /var/lib/x-test/real-bin /usr/sbin/x-daemon && "
+        f"printf '%s' '{X_DAEMON_SCRIPT}' > /etc/init.d/x-daemon && "
+        "chmod 755 /etc/init.d/x-daemon && "
+        "printf 'action: restart\\nreason: test\\nservice: x-daemon\\ntimestamp: 1700000000\\n' "
+        f"> {ledger_dir}/x.deferred && "
+        "start-stop-daemon --start --background --make-pidfile --pidfile /run/x-daemon.pid "
+        "--exec /var/lib/x-test/real-bin -- 3600",
+    )
+    inventory = load_inventory(lab.inventory_path)
+
+    def read() -> tuple[bool, int | None]:
+        async def main() -> tuple[bool, int | None]:
+            transport = SshTransport.for_inventory(inventory)
+            try:
+                marker = new_marker()
+                result = await transport.run(
+                    inventory.hosts[host], ledger_fact.command(marker, ledger_dir), timeout=30
+                )
+            finally:
+                await transport.close()
+            result.check()
+            fact = ledger_fact.parse(result.stdout.decode("utf-8", "surrogateescape"), marker, host)
+            assert not fact.problems, fact.problems
+            state = fact.instances["x-daemon"]
+            return state.active, state.pid
+
+        return asyncio.run(main())
+
+    try:
+        pid = int(ssh_ok(lab, host, "cat /run/x-daemon.pid"))
+        assert ssh_ok(lab, host, f"cat /proc/{pid}/comm").strip() == "real-bin"
+        assert read() == (True, pid)
+        ssh_ok(
+            lab,
+            host,
+            "cp /bin/sleep /var/lib/x-test/new && mv /var/lib/x-test/new /var/lib/x-test/real-bin",
+        )
+        assert "(deleted)" in ssh_ok(lab, host, f"readlink /proc/{pid}/exe")
+        assert read() == (True, pid)
+        ssh_ok(lab, host, "kill $(cat /run/x-daemon.pid) && cat /run/sshd.pid > /run/x-daemon.pid")
+        assert read() == (False, None)
+    finally:
+        ssh(
+            lab,
+            host,
+            "start-stop-daemon --stop --quiet --oknodo --exec /var/lib/x-test/real-bin; "
+            "rm -rf /var/lib/x-test /usr/sbin/x-daemon /etc/init.d/x-daemon /run/x-daemon.pid",
+        )

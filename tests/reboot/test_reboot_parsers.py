@@ -162,3 +162,47 @@ def test_a_file_cannot_forge_a_section(tmp_path: Path) -> None:
     assert need.running == os.uname().release
     assert need.packages == ("x", "forged")
     assert not need.needed
+
+
+def _kernel_list(root: Path, release: str, *, since_boot: bool) -> None:
+    """A kernel package's file list in dpkg's info directory, older or newer than the root's
+    /proc (which a booted host mounts at boot)."""
+    info = root / "var" / "lib" / "dpkg" / "info"
+    info.mkdir(parents=True, exist_ok=True)
+    (root / "proc").mkdir(exist_ok=True)
+    listed = info / f"linux-image-{release}.list"
+    listed.write_text(f"/boot/vmlinuz-{release}\n")
+    boot = os.stat(root / "proc").st_mtime
+    moment = boot + 60 if since_boot else boot - 60
+    os.utime(listed, (moment, moment))
+
+
+def test_kernel_packages_unchanged_since_boot_are_compared_by_release(tmp_path: Path) -> None:
+    root = _root_with(tmp_path, required=False, pkgs=None)
+    _kernel_list(root, "999.0.0-1-amd64", since_boot=False)
+    _kernel_list(root, "0.0.1-1-amd64", since_boot=False)
+    marker = "@@reboot-0123456789ab"
+    output = subprocess.run(
+        need_argv(marker, str(root)), capture_output=True, text=True, check=True
+    ).stdout
+    # No dpkg-query: the names are enough, and the older release is not newer.
+    assert f"{marker} listed\n" in output and f"{marker} kernels\n" not in output
+    assert parse_need(output, marker).newer_kernels == ("linux-image-999.0.0-1-amd64",)
+
+
+def test_a_kernel_package_unpacked_since_boot_is_read_with_its_version(tmp_path: Path) -> None:
+    root = _root_with(tmp_path, required=False, pkgs=None)
+    running = os.uname().release
+    _kernel_list(root, running, since_boot=True)
+    (root / "var" / "lib" / "dpkg" / "updates").mkdir()
+    (root / "var" / "lib" / "dpkg" / "status").write_text(
+        f"Package: linux-image-{running}\nStatus: install ok installed\nArchitecture: amd64\n"
+        "Version: 99:1.0-1\nDescription: kernel\n"
+    )
+    marker = "@@reboot-0123456789ab"
+    output = subprocess.run(
+        need_argv(marker, str(root)), capture_output=True, text=True, check=True
+    ).stdout
+    assert f"{marker} kernels\nlinux-image-{running}\t99:1.0-1\tii \n" in output
+    # This machine's kernel names no Debian build to compare with: no claim either way.
+    assert parse_need(output, marker).newer_kernels == ()

@@ -1,11 +1,11 @@
 """A host's ledger: its deferred restarts, interlock's deferred hooks, and the state of every
 service the ledger names, in one session.
 
-Hosts need nothing but `sh`, so a host that only a charm manages is read exactly like one that
-interlock manages: the event files are parsed here by the host side's own parser (its limits and
-refusals apply), and each file's bytes are kept as a digest so a later removal can check that the
-file still holds what was read. An event whose service has started since is "restarted since":
-`interlock check` on the host would clear it.
+Hosts need nothing but bash (Essential on Debian and Ubuntu), so a host that only a charm
+manages is read exactly like one that interlock manages: the event files are parsed here by the
+host side's own parser (its limits and refusals apply), and each file's bytes are kept as a
+digest so a later removal can check that the file still holds what was read. An event whose
+service has started since is "restarted since": `interlock check` on the host would clear it.
 """
 
 from __future__ import annotations
@@ -20,45 +20,54 @@ from interlock.facts import service_state
 from interlock.facts.sections import new_marker, split_sections
 from interlock.host.hooks import STATE_DIR, validate_hook_name
 from interlock.host.ledger import LEDGER_DIR, DeferredEvent, parse_event
-from interlock.host.reboot import NEED_SCRIPT, RebootNeed, parse_need
+from interlock.host.reboot import NEED_FUNCTION, RebootNeed, parse_need
 from interlock.host.services.base import ServiceState
 from interlock.host.services.sysv import boot_time_from, parse_uptime
 from interlock.host.trusted_file import EVENT_MAX_BYTES
 
 HOOK_DIR = f"{STATE_DIR}/hooks"
 
-# "$1" is the marker, "$2" the ledger dir, "$3" interlock's hook dir, "$4" the reboot probe
-# (host/reboot.py: reboot-required, newer kernels), run under its own marker. Service names come
-# from the ledger files and are checked against a strict pattern before any use. Every process it
-# starts costs each host the same, so one-line files are read with the `read` builtin and the
-# ledger's service names with one sed for all files.
+# bash (Essential on Debian and Ubuntu). "$1" is the marker, "$2" the ledger dir, "$3"
+# interlock's hook dir; the reboot need (host/reboot.py) is printed under its own marker. Service
+# names come from the ledger files and are checked against a strict pattern before any use. Every
+# process it starts costs each host of a fleet the same, so files are read, and the ledger's
+# service names found, with builtins: a host with an empty ledger and no kernel package changed
+# since boot costs no process at all.
 SCRIPT = (
     service_state.FUNCTION
+    + NEED_FUNCTION
     + r"""
+export LC_ALL=C
 m=$1; ledger=$2; hooks=$3
-echo "$m host"; read -r line < /proc/sys/kernel/hostname || :; printf '%s\n' "$line"
-echo "$m clock"; date +%s.%N; read -r line < /proc/uptime || :; printf '%s\n' "$line"
-echo "$m reboot"; sh -c "$4" reboot-need "$m-reboot" / || :
-set --
+echo "$m host"; line=""; read -r line < /proc/sys/kernel/hostname; printf '%s\n' "$line"
+echo "$m clock"; printf '%s\n' "$EPOCHREALTIME"
+line=""; read -r line < /proc/uptime; printf '%s\n' "$line"
+echo "$m reboot"; reboot_need "$m-reboot" /
+service_re='^(.*[{,])? *service: *['\''"]?([A-Za-z0-9@._:+-]*)'
+services=()
 for f in "$ledger"/*.deferred; do
-  [ -f "$f" ] && [ ! -L "$f" ] || continue
-  echo "$m event $f"; head -c __EVENT_READ__ -- "$f"; echo
-  set -- "$@" "$f"
+  [[ -f $f && ! -L $f ]] || continue
+  # Up to the first NUL byte (bash holds none); a read that stops short of the cap on one says so.
+  body=""
+  if IFS= read -r -d '' -n __EVENT_READ__ body < "$f" && (( ${#body} < __EVENT_READ__ )); then
+    echo "$m nul $f"
+  fi
+  echo "$m event $f"; printf '%s\n' "$body"
+  split_lines "$body"
+  for line in "${lines[@]}"; do
+    [[ $line =~ $service_re ]] || continue
+    s=${BASH_REMATCH[2]%.service}
+    case "$s" in ''|-*|*..*) continue ;; esac
+    case " ${services[*]} " in *" $s "*) ;; *) services+=("$s") ;; esac
+  done
 done
 for f in "$hooks"/*.hook; do
-  [ -f "$f" ] || continue
-  echo "$m hook $f"; cat "$f"; echo
+  [[ -f $f ]] || continue
+  body=""; IFS= read -r -d '' -n __EVENT_READ__ body < "$f"
+  echo "$m hook $f"; printf '%s\n' "$body"
 done
-[ $# -gt 0 ] || exit 0
-services=""
-service_re="s/^\(.*[{,]\)\{0,1\} *service: *['\"]\{0,1\}\([A-Za-z0-9@._:+-]*\).*/\2/p"
-for s in $(sed -n "$service_re" "$@"); do
-  s=${s%.service}
-  case "$s" in -*|*..*) continue ;; esac
-  case "$services " in *" $s "*) ;; *) services="$services $s" ;; esac
-done
-[ -n "$services" ] || exit 0
-service_states $services
+(( ${#services[@]} )) || exit 0
+service_states "${services[@]}"
 # A process that exits mid-read only loses its start time; the read itself has succeeded.
 exit 0
 """.replace("__EVENT_READ__", str(EVENT_MAX_BYTES + 1))  # one byte more: the parser reports it
@@ -112,7 +121,7 @@ class LedgerFact:
 def command(
     marker: str | None = None, ledger_dir: str = LEDGER_DIR, hook_dir: str = HOOK_DIR
 ) -> list[str]:
-    return ["sh", "-c", SCRIPT, "ledger", marker or new_marker(), ledger_dir, hook_dir, NEED_SCRIPT]
+    return ["bash", "-c", SCRIPT, "ledger", marker or new_marker(), ledger_dir, hook_dir]
 
 
 def parse(text: str, marker: str, host: str) -> LedgerFact:
@@ -126,6 +135,7 @@ def parse(text: str, marker: str, host: str) -> LedgerFact:
     digests: dict[str, str] = {}
     states_from: list[tuple[list[str], str]] = []
     reboot: RebootNeed | None = None
+    with_nul: set[str] = set()
     for header, body in split_sections(text, marker):
         kind = header[0]
         try:
@@ -134,12 +144,20 @@ def parse(text: str, marker: str, host: str) -> LedgerFact:
             elif kind == "clock":
                 now, uptime = body.split("\n")[:2]
                 boot_time = boot_time_from(float(now), parse_uptime(uptime))
+            elif kind == "nul":
+                with_nul.add(" ".join(header[1:]))
             elif kind == "event":
                 path = " ".join(header[1:])
                 raw = body.encode("utf-8", "surrogateescape")
-                digests[path] = hashlib.sha256(raw).hexdigest()
+                text = raw.decode("utf-8", "replace")
+                if path in with_nul:
+                    # The body stops at the file's first NUL byte: the parser refuses it as it
+                    # would the file itself, and the file is never removable by this digest.
+                    text += "\0"
+                else:
+                    digests[path] = hashlib.sha256(raw).hexdigest()
                 try:
-                    events.append(parse_event(raw.decode("utf-8", "replace"), path))
+                    events.append(parse_event(text, path))
                 except FileFormatError as exc:
                     raise FileFormatError(f"{host}:{exc.path}", exc.message, exc.line) from None
             elif kind == "reboot":

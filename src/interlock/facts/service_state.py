@@ -35,67 +35,123 @@ SYSV = "sysv"
 # cannot say (no getconf).
 USER_HZ = 100
 
-# A shell function, so the ledger fact can run it after its own reads in the same session.
-# "$m" is the marker; the services are its arguments (checked names: no option-like words).
+# A bash function (bash is Essential on Debian and Ubuntu), so the ledger fact can run it after
+# its own reads in the same session. "$m" is the marker; the services are its arguments (checked
+# names: no option-like words). Every process started here costs each host of a fleet status the
+# same, so it uses builtins wherever they do: on sysv one grep for all init scripts and, only
+# when a DAEMON path goes through a symlink, one readlink.
 FUNCTION = r"""
 service_states() {
-  if [ -d /run/systemd/system ]; then
-    units=""
+  local -x LC_ALL=C
+  local s key value rest line text found p pid stat comm arg args d map skip
+  local -a units=() scripts=() daemons=() named=() lines=()
+  if [[ -d /run/systemd/system ]]; then
     for s do
-      case "$s" in *.*) units="$units $s" ;; *) units="$units $s.service" ;; esac
+      case "$s" in *.*) units+=("$s") ;; *) units+=("$s.service") ;; esac
     done
     echo "$m systemd"
-    systemctl show --timestamp=unix __PROPS__ -- $units 2>/dev/null ||
-      systemctl show __PROPS__ -- $units
+    systemctl show --timestamp=unix __PROPS__ -- "${units[@]}" 2>/dev/null ||
+      systemctl show __PROPS__ -- "${units[@]}"
     return 0
   fi
   echo "$m sysv"
-  # Every process started here costs each host of a fleet status the same: builtins where they
-  # do, and one grep, one sed and one readlink for all init scripts together.
-  while read -r key value _; do
-    if [ "$key" = btime ]; then echo "$m btime"; echo "$value"; break; fi
+  while read -r key value rest; do
+    if [[ $key = btime ]]; then echo "$m btime"; echo "$value"; break; fi
   done < /proc/stat
-  echo "$m ticks"; getconf CLK_TCK || :
-  scripts=""
+  # The unit of a process's start time in /proc/PID/stat: USER_HZ, 100 on every architecture
+  # Linux runs on but alpha and ia64.
+  echo "$m ticks"
+  case "$HOSTTYPE" in alpha*|ia64*) getconf CLK_TCK || : ;; *) echo 100 ;; esac
   for s do
-    [ -f "/etc/init.d/${s%.service}" ] && scripts="$scripts /etc/init.d/${s%.service}"
+    [[ -f /etc/init.d/${s%.service} ]] && scripts+=("/etc/init.d/${s%.service}")
   done
-  [ -n "$scripts" ] || return 0
+  (( ${#scripts[@]} )) || return 0
+  # The scripts' assignment and --pidfile lines go to the parser; those and the lines naming a
+  # literal absolute path with "pid" in it give the DAEMON paths to resolve here, where they
+  # mean something, and the pidfiles outside /run.
+  found=$(grep -H -E -e '^[[:space:]]*(export[[:space:]]+)?[A-Z_]+=' -e '--pidfile' \
+          -e '/[A-Za-z0-9_./-]*[Pp][Ii][Dd]' -- "${scripts[@]}")
+  local assign_re='^[[:space:]]*(export[[:space:]]+)?[A-Z_]+='
+  local daemon_re='^[[:space:]]*(export[[:space:]]+)?DAEMON=["'\'']?(/[^"'\'' ;#]*)'
+  local pid_re='(^|[^A-Za-z0-9_./-])(/[A-Za-z0-9_./-]*[Pp][Ii][Dd][A-Za-z0-9_./-]*)(.*)'
   echo "$m initscripts"
-  grep -H -E -e '^[[:space:]]*(export[[:space:]]+)?[A-Z_]+=' -e '--pidfile' $scripts
-  # DAEMON=/absolute/path as written (quoted or not), resolved here where the path means it;
-  # literal absolute paths with "pid" in them (PIDFILE=, PID_FILE=, --pidfile), read below too
-  # for pidfiles outside /run.
-  daemon_re='s/^[[:space:]]*\(export[[:space:]]\{1,\}\)\{0,1\}DAEMON=["'\'']\{0,1\}'
-  daemon_re="$daemon_re"'\(\/[^"'\'' ;#]*\).*/D:\2/p'
-  pid_re='s/.*[^A-Za-z0-9_./-]\(\/[A-Za-z0-9_./-]*[Pp][Ii][Dd][A-Za-z0-9_./-]*\).*/P:\1/p'
-  daemons=""; named=""
-  for word in $(sed -n -e "$daemon_re" -e "$pid_re" $scripts); do
-    case "$word" in D:*) daemons="$daemons ${word#D:}" ;; P:*) named="$named ${word#P:}" ;; esac
+  split_lines "$found"
+  for line in "${lines[@]}"; do
+    text=${line#/etc/init.d/*:}
+    if [[ $text =~ $assign_re || $text = *--pidfile* ]]; then printf '%s\n' "$line"; fi
+    [[ $text =~ $daemon_re ]] && daemons+=("${BASH_REMATCH[2]}")
+    while [[ $text =~ $pid_re ]]; do
+      named+=("${BASH_REMATCH[2]}"); text=${BASH_REMATCH[3]}
+    done
   done
-  if [ -n "$daemons" ]; then
-    echo "$m real$daemons"; readlink -f -- $daemons || :
+  if (( ${#daemons[@]} )); then
+    echo "$m real ${daemons[*]}"
+    if canonical_paths "${daemons[@]}"; then
+      printf '%s\n' "${daemons[@]}"
+    else
+      readlink -f -- "${daemons[@]}" || :
+    fi
   fi
-  for p in /run/*.pid /run/*/*.pid $named; do
-    [ -f "$p" ] || continue
-    pid=""; read -r pid _ 2>/dev/null < "$p" || :
+  for p in /run/*.pid /run/*/*.pid "${named[@]}"; do
+    [[ -f $p ]] || continue
+    pid=""; read -r pid rest 2>/dev/null < "$p" || :
     case "$pid" in ''|*[!0-9]*) continue ;; esac
-    [ -r "/proc/$pid/stat" ] || continue
+    [[ -r /proc/$pid/stat ]] || continue
     stat=""; comm=""
     read -r stat 2>/dev/null < "/proc/$pid/stat" || :
     read -r comm 2>/dev/null < "/proc/$pid/comm" || :
-    [ -n "$stat" ] || continue
+    [[ -n $stat ]] || continue
     echo "$m pidfile $p $pid"
     echo "$m stat $pid"; printf '%s\n' "$stat"
-    echo "$m exe $pid"; readlink "/proc/$pid/exe" || echo
     echo "$m comm $pid"; printf '%s\n' "$comm"
-    # An interpreter's process is known by the script on its command line (one more process,
-    # so only for these).
+    # An interpreter's process is known by the script on its command line.
     case "$comm" in
       python*|perl*|ruby*|node*|sh|bash|dash|java)
-        echo "$m cmdline $pid"; tr '\0' ' ' < "/proc/$pid/cmdline"; echo ;;
+        args=""
+        while IFS= read -r -d '' arg || [[ -n $arg ]]; do args+="$arg "; done \
+          2>/dev/null < "/proc/$pid/cmdline"
+        echo "$m cmdline $pid"; printf '%s\n' "$args" ;;
+    esac
+    # Its executable, where that can say it is a DAEMON: the DAEMON path it is the same file as
+    # (builtin test, no readlink), or a deleted executable's path from its first mapping (an
+    # upgraded binary that still runs no longer is the same file as its DAEMON path).
+    for d in "${daemons[@]}"; do
+      if [[ /proc/$pid/exe -ef $d ]]; then
+        echo "$m exe $pid"; printf '%s\n' "$d"; continue 2
+      fi
+    done
+    map=""; read -r skip skip skip skip skip map 2>/dev/null < "/proc/$pid/maps" || :
+    case "$map" in
+      /*" (deleted)") echo "$m exe $pid"; printf '%s\n' "$map" ;;
     esac
   done
+  return 0
+}
+
+# Whether every argument is an absolute path with no symlink, ".", ".." or "//" in it, which
+# `readlink -f` would print unchanged.
+canonical_paths() {
+  local path part prefix IFS=/
+  for path do
+    case "$path/" in /*//*|/*/./*|/*/../*) return 1 ;; /*) ;; *) return 1 ;; esac
+    prefix=""
+    set -f
+    for part in ${path#/}; do
+      prefix="$prefix/$part"
+      [[ -L $prefix ]] && { set +f; return 1; }
+    done
+    set +f
+  done
+  return 0
+}
+
+# The lines of "$1" (empty ones left out) into the array `lines`, in memory: a `read` loop on a
+# pipe or here-string costs a system call per byte.
+split_lines() {
+  local IFS=$'\n'
+  set -f
+  lines=($1)
+  set +f
 }
 """.replace("__PROPS__", " ".join(f"-p {prop}" for prop in PROPERTIES))
 
@@ -111,7 +167,7 @@ exit 0
 
 
 def command(services: Sequence[str], marker: str | None = None) -> list[str]:
-    return ["sh", "-c", SCRIPT, "service-state", marker or new_marker(), *services]
+    return ["bash", "-c", SCRIPT, "service-state", marker or new_marker(), *services]
 
 
 def parse(text: str, marker: str, services: Sequence[str]) -> dict[str, ServiceState]:

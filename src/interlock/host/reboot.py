@@ -30,20 +30,46 @@ PACKAGES_MAX = 64
 # btime is whole seconds computed from the wall clock: it may move by one without a reboot.
 BTIME_SLACK = 1
 
-# "$1": a marker no file content can forge; "$2": the root the host's files are read under.
-NEED_SCRIPT = r"""
-m=$1; root=${2%/}
-export LC_ALL=C
-echo "$m uname"; uname -r; uname -v
-echo "$m required"; if [ -e "$root/run/reboot-required" ]; then echo yes; else echo no; fi
-echo "$m pkgs"; head -c __BYTES__ "$root/run/reboot-required.pkgs" 2>/dev/null; echo
-echo "$m kernels"
-dpkg-query --admindir="$root/var/lib/dpkg" -W \
-    -f='${Package}\t${Version}\t${db:Status-Abbrev}\n' 'linux-image-*' 2>/dev/null || :
-echo "$m boot"
-for f in "$root"/boot/vmlinuz-*; do [ -e "$f" ] && echo "${f##*/}"; done
-exit 0
+# A bash function (bash is Essential on Debian and Ubuntu), so the ledger fact runs it in its own
+# session: "$1" is a marker no file content can forge, "$2" the root the host's files are read
+# under. Builtins wherever they do: a fleet status pays each process on every host. dpkg-query
+# reads the whole package database, so it runs only when a kernel package was unpacked since
+# this kernel booted (its file list is newer than /proc, which is mounted at boot): only then
+# can versions say more than the releases in the packages' names. Otherwise the installed
+# kernel packages are listed by name, and their releases are compared as versions.
+NEED_FUNCTION = r"""
+reboot_need() {
+  local m=$1 root=${2%/} line f since_boot=no
+  local -x LC_ALL=C
+  local -a listed=()
+  echo "$m uname"
+  line=""; read -r line < /proc/sys/kernel/osrelease; printf '%s\n' "$line"
+  line=""; read -r line < /proc/sys/kernel/version; printf '%s\n' "$line"
+  echo "$m required"; if [[ -e $root/run/reboot-required ]]; then echo yes; else echo no; fi
+  echo "$m pkgs"
+  line=""; IFS= read -r -d '' -N __BYTES__ line 2>/dev/null < "$root/run/reboot-required.pkgs"
+  printf '%s\n' "$line"
+  for f in "$root"/var/lib/dpkg/info/linux-image-*.list; do
+    [[ -f $f ]] || continue
+    listed+=("$f")
+    [[ $f -nt $root/proc ]] && since_boot=yes
+  done
+  if [[ $since_boot = yes ]]; then
+    echo "$m kernels"
+    dpkg-query --admindir="$root/var/lib/dpkg" -W \
+        -f='${Package}\t${Version}\t${db:Status-Abbrev}\n' 'linux-image-*' 2>/dev/null
+  else
+    echo "$m listed"
+    for f in "${listed[@]}"; do f=${f##*/}; printf '%s\n' "${f%.list}"; done
+  fi
+  echo "$m boot"
+  for f in "$root"/boot/vmlinuz-*; do [[ -e $f ]] && printf '%s\n' "${f##*/}"; done
+  return 0
+}
 """.replace("__BYTES__", str(PACKAGES_BYTES))
+
+NEED_SCRIPT = NEED_FUNCTION + 'reboot_need "$1" "$2"\n'
+
 
 IDENTITY_SCRIPT = r"""
 read -r id < /proc/sys/kernel/random/boot_id && echo "boot_id $id"
@@ -122,7 +148,7 @@ class BootIdentity:
 
 
 def need_argv(marker: str, root: str = "/") -> list[str]:
-    return ["sh", "-c", NEED_SCRIPT, "reboot-need", marker, root]
+    return ["bash", "-c", NEED_SCRIPT, "reboot-need", marker, root]
 
 
 def identity_argv() -> list[str]:
@@ -155,6 +181,17 @@ def parse_kernel_packages(text: str) -> list[KernelPackage]:
         match = _KERNEL_PACKAGE.fullmatch(package.partition(":")[0])
         if match and version and len(status) >= 2 and status[1] == "i":
             kernels.append(KernelPackage(package.partition(":")[0], match[1], version))
+    return kernels
+
+
+def parse_listed_kernels(text: str) -> list[KernelPackage]:
+    """Kernel packages named by their file lists in dpkg's info directory, versions unknown."""
+    kernels: list[KernelPackage] = []
+    for line in text.splitlines():
+        package = line.strip().partition(":")[0]
+        match = _KERNEL_PACKAGE.fullmatch(package)
+        if match:
+            kernels.append(KernelPackage(package, match[1], ""))
     return kernels
 
 
@@ -191,16 +228,17 @@ def newer_kernels(
 ) -> tuple[str, ...]:
     """Kernel packages (or /boot images) newer than the one running, newest first.
 
-    With the running release's package known, another package is newer when its version is;
-    the running release's own package is newer when `uname -v` names an older build. Without
-    it (a kernel not from a package), releases are compared as versions."""
-    own = next((k for k in kernels if k.release == running), None)
+    With the running release's package and its version known, another package is newer when
+    its version is; the running release's own package is newer when `uname -v` names an older
+    build. Without them (a kernel not from a package, or versions not read because no kernel
+    package changed since boot), releases are compared as versions."""
+    own = next((k for k in kernels if k.release == running and k.version), None)
     found: list[tuple[str, str]] = []
     for kernel in kernels:
         if kernel.release == running:
-            if build is not None and _newer(kernel.version, build):
+            if build is not None and kernel.version and _newer(kernel.version, build):
                 found.append((kernel.version, kernel.package))
-        elif own is not None:
+        elif own is not None and kernel.version:
             if _newer(kernel.version, own.version):
                 found.append((kernel.version, kernel.package))
         elif _newer(kernel.release, running):
@@ -246,7 +284,9 @@ def parse_need(text: str, marker: str) -> RebootNeed:
     uname = sections["uname"].strip().split("\n")
     running = uname[0].strip()
     build = running_build(uname[1]) if len(uname) > 1 else None
-    kernels = parse_kernel_packages(sections.get("kernels", ""))
+    kernels = parse_kernel_packages(sections.get("kernels", "")) + parse_listed_kernels(
+        sections.get("listed", "")
+    )
     return RebootNeed(
         running=running,
         required=sections.get("required", "").strip() == "yes",
