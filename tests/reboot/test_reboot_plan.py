@@ -8,10 +8,11 @@ import pytest
 
 from interlock.errors import FileFormatError, UsageError
 from interlock.fleet.inventory import Host
+from interlock.rollout.options import apply_options
 from interlock.rollout.plan import ApplyDeferred, Plan, RunCommand
 from interlock.rollout.planner import build_plan
 from interlock.rollout.reboot_steps import ALWAYS, NEEDED, BootRecord, CameBack, Reboot
-from interlock.rollout.spec import RolloutSpec, SpecFlags, apply_flags, load_spec
+from interlock.rollout.spec import RolloutSpec, load_spec
 
 HOSTS = [
     Host(name="ctl1", address="10.0.0.11", labels={"role": "controller"}),
@@ -20,12 +21,15 @@ HOSTS = [
 
 
 def flags(**given: object) -> RolloutSpec:
-    return apply_flags(RolloutSpec(), SpecFlags(**given))  # type: ignore[arg-type]
+    """The spec from rollout flags named by their dest: reboot_command="x" is --reboot-command x."""
+    return apply_options(
+        RolloutSpec(), {"--" + dest.replace("_", "-"): value for dest, value in given.items()}
+    )
 
 
 def test_reboot_where_needed_replaces_the_restarts() -> None:
     spec = flags(
-        reboot="needed", reboot_command="lab-reboot", drain=True, gates=("http://{address}:80/",)
+        reboot="needed", reboot_command="lab-reboot", drain=True, gate=["http://{address}:80/"]
     )
     plan = build_plan(spec, HOSTS)
     host = plan.hosts[0]

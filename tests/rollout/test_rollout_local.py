@@ -23,9 +23,10 @@ from interlock.fleet.transport.local import LocalTransport
 from interlock.rollout.balancer import NoBalancer
 from interlock.rollout.events import Event, EventBus
 from interlock.rollout.journal import HostsLeased, Journal
+from interlock.rollout.options import apply_options
 from interlock.rollout.plan import Gate, HttpProbe, Plan, RunCommand, Soak
 from interlock.rollout.runs import Session, execute, plan_for, settings_for, start_run
-from interlock.rollout.spec import RolloutSpec, SpecFlags, apply_flags, load_spec
+from interlock.rollout.spec import RolloutSpec, load_spec
 from rollout.rollout_processes import Processes, free_port, wait_until
 
 
@@ -190,7 +191,7 @@ def test_a_running_rollout_holds_its_hosts_and_a_killed_one_until_resumed(
         processes.pidfiles.append(tmp_path / f"h{index:02d}.sleep")
     wait_until(lambda: events.exists() and "host-started" in events.read_text(), "the hosts start")
     plan = plan_for(
-        apply_flags(load_spec_empty(tmp_path), SpecFlags(command="true")), load_inventory(inventory)
+        apply_options(load_spec_empty(tmp_path), {"--command": "true"}), load_inventory(inventory)
     )
     with Journal(journal_path) as journal:
         with pytest.raises(HostsLeased, match=r"is executing on h00, h01, h02"):

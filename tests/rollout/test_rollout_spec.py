@@ -8,6 +8,7 @@ import pytest
 
 from interlock.errors import FileFormatError, UsageError
 from interlock.fleet.inventory import Host
+from interlock.rollout.options import apply_options
 from interlock.rollout.plan import (
     CommandProbe,
     HttpProbe,
@@ -17,13 +18,7 @@ from interlock.rollout.plan import (
 )
 from interlock.rollout.planner import fill
 from interlock.rollout.schedule import Amount, GroupLimit
-from interlock.rollout.spec import (
-    RolloutSpec,
-    SpecFlags,
-    apply_flags,
-    load_spec,
-    parse_duration,
-)
+from interlock.rollout.spec import RolloutSpec, load_spec, parse_duration
 
 FULL = """\
 limit: controllers
@@ -158,18 +153,18 @@ def test_mistakes_name_the_file_and_line(
 
 def test_flags_override_the_file(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, FULL))
-    flags = SpecFlags(
-        command="echo {name}",
-        check="test -e /tmp/{name}",
-        canary="2",
-        waves="50%,100%",
-        max_unavailable=("role=2",),
-        drain=False,
-        gates=("tcp://{address}:8080",),
-        soak="0",
-        failure_budget="1",
-    )
-    changed = apply_flags(spec, flags)
+    flags: dict[str, object] = {
+        "--command": "echo {name}",
+        "--check": "test -e /tmp/{name}",
+        "--canary": "2",
+        "--waves": "50%,100%",
+        "--max-unavailable": ["role=2"],
+        "--drain": False,
+        "--gate": ["tcp://{address}:8080"],
+        "--soak": "0",
+        "--failure-budget": "1",
+    }
+    changed = apply_options(spec, flags)
     assert changed.action.kind == "command"
     assert changed.action.argv == ("echo", "{name}")
     assert changed.action.check == ("test", "-e", "/tmp/{name}")
@@ -190,33 +185,33 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (SpecFlags(canary="many"), "--canary:"),
-        (SpecFlags(waves="50%,20%"), "--waves:"),
-        (SpecFlags(max_unavailable=("role",)), "--max-unavailable:"),
-        (SpecFlags(restart=("a b",)), "--restart:"),
-        (SpecFlags(restart=("x",), command="y"), "give one action"),
-        (SpecFlags(check="true"), "--check goes with --command"),
-        (SpecFlags(gates=("ftp://x",)), "--gate:"),
-        (SpecFlags(pre_gates=("rabbitmq=lots@http://x",)), "--pre-gate:"),
-        (SpecFlags(windows=("mon 22:00",)), "--window:"),
-        (SpecFlags(soak="a while"), "--soak:"),
+        ({"--canary": "many"}, "--canary:"),
+        ({"--waves": "50%,20%"}, "--waves:"),
+        ({"--max-unavailable": ["role"]}, "--max-unavailable:"),
+        ({"--restart": ["a b"]}, "--restart:"),
+        ({"--restart": ["x"], "--command": "y"}, "give one action"),
+        ({"--check": "true"}, "--check goes with --command"),
+        ({"--gate": ["ftp://x"]}, "--gate:"),
+        ({"--pre-gate": ["rabbitmq=lots@http://x"]}, "--pre-gate:"),
+        ({"--window": ["mon 22:00"]}, "--window:"),
+        ({"--soak": "a while"}, "--soak:"),
     ],
 )
-def test_bad_flags_name_the_flag(flags: SpecFlags, message: str) -> None:
+def test_bad_flags_name_the_flag(flags: dict[str, object], message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        apply_flags(RolloutSpec(), flags)
+        apply_options(RolloutSpec(), flags)
 
 
 def test_pre_gate_flag_forms() -> None:
-    spec = apply_flags(
+    spec = apply_options(
         RolloutSpec(),
-        SpecFlags(
-            pre_gates=(
+        {
+            "--pre-gate": [
                 "rabbitmq=500@http://127.0.0.1:15672",
                 "alerts=Galera.*|Rabbit.*@http://127.0.0.1:9090",
                 "cmd:true",
-            )
-        ),
+            ]
+        },
     )
     assert spec.pre_gates.probes == (
         RabbitQueuesProbe("http://127.0.0.1:15672", 500),

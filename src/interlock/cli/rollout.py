@@ -17,6 +17,7 @@ from interlock.cli.runs import (
     output_options,
 )
 from interlock.fleet.inventory import DEFAULT_INVENTORY
+from interlock.rollout.options import add_options, apply_options, options_given
 
 SPEC_HELP = """\
 A rollout is a target (-i INVENTORY, --limit), a per-host action and a schedule, from a YAML spec
@@ -33,47 +34,10 @@ exit status: 0 complete, 1 error, 3 paused (resume, skip or abort), 4 aborted
 
 
 def spec_from_args(args: argparse.Namespace) -> Any:
-    from interlock.rollout.spec import RolloutSpec, SpecFlags, apply_flags, load_spec
+    from interlock.rollout.spec import RolloutSpec, load_spec
 
     spec = load_spec(args.spec) if args.spec else RolloutSpec()
-    flags = SpecFlags(
-        limit=args.limit,
-        transport=args.transport,
-        deferred=args.deferred,
-        restart=tuple(args.restart or ()),
-        command=args.command,
-        check=args.check,
-        action_timeout=args.action_timeout,
-        interlock=args.interlock,
-        canary=args.canary,
-        waves=args.waves,
-        batch_size=args.batch_size,
-        concurrency=args.concurrency,
-        max_unavailable=tuple(args.max_unavailable or ()),
-        quorum=tuple(args.quorum or ()),
-        stagger=args.stagger,
-        jitter=args.jitter,
-        windows=tuple(args.window or ()),
-        drain=args.drain,
-        drain_port=args.drain_port,
-        drain_timeout=args.drain_timeout,
-        on_drain_timeout=args.on_drain_timeout,
-        on_failure_backend=args.on_failure_backend,
-        gates=tuple(args.gate or ()),
-        gate_passes=args.gate_passes,
-        gate_interval=args.gate_interval,
-        deadline=args.deadline,
-        soak=args.soak,
-        restarted_gate=args.restarted_gate,
-        pre_gates=tuple(args.pre_gate or ()),
-        pre_gate_timeout=args.pre_gate_timeout,
-        failure_budget=args.failure_budget,
-        on_failure=args.on_failure,
-        reboot=args.reboot,
-        reboot_command=args.reboot_command,
-        reboot_timeout=args.reboot_timeout,
-    )
-    return apply_flags(spec, flags)
+    return apply_options(spec, options_given(args))
 
 
 def plan_from_args(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -163,112 +127,9 @@ def _target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-i", "--inventory", help=f"inventory (default: the spec's, else {DEFAULT_INVENTORY})"
     )
-    p.add_argument("--limit", help="host pattern: name, group, glob, a:b, a:&b, a:!b")
     p.add_argument("--spec", metavar="FILE", help="rollout spec (YAML); flags override it")
-    p.add_argument(
-        "--transport",
-        choices=("ssh", "local"),
-        help="reach hosts over SSH (default), or run every host's commands on this machine",
-    )
-    action = p.add_argument_group("action (one of; default: --deferred interlock)")
-    action.add_argument(
-        "--deferred",
-        choices=("interlock", "ledger"),
-        help="apply each host's deferred restarts: with interlock on the host, or from its "
-        "ledger for hosts without it",
-    )
-    action.add_argument("--restart", action="append", metavar="SERVICE", help="restart (repeat)")
-    action.add_argument("--command", metavar="CMD", help="run CMD on each host (split like sh)")
-    action.add_argument("--check", metavar="CMD", help="with --command: exit 0 = already done")
-    action.add_argument("--action-timeout", metavar="DURATION", help="per action (default 2m)")
-    action.add_argument(
-        "--interlock", metavar="CMD", help="interlock on the hosts (default: interlock)"
-    )
-    reboot = p.add_argument_group("reboots (with the deferred action)")
-    reboot.add_argument(
-        "--reboot",
-        nargs="?",
-        const="needed",
-        choices=("needed", "always"),
-        help="reboot the hosts that need it (reboot-required, a newer kernel) instead of "
-        "restarting their deferred services; `always`: every host",
-    )
-    reboot.add_argument(
-        "--reboot-command", metavar="CMD", help="how a host reboots (default: systemctl reboot)"
-    )
-    reboot.add_argument(
-        "--reboot-timeout", metavar="DURATION", help="to come back from a new boot (default 10m)"
-    )
-    sched = p.add_argument_group("schedule")
-    sched.add_argument("--canary", metavar="N|P%", help="hosts in the first batch")
-    sched.add_argument("--waves", metavar="LIST", help="cumulative targets, e.g. 25%%,50%%,100%%")
-    sched.add_argument("--batch-size", metavar="N|P%", help="batches after the waves (default 1)")
-    sched.add_argument("--concurrency", type=int, metavar="N", help="hosts at once in a batch")
-    sched.add_argument(
-        "--max-unavailable",
-        action="append",
-        metavar="LABEL[:VALUE]=N|P%",
-        help="per group of a label, e.g. role=1, az=25%%, role:compute=5 (repeat)",
-    )
-    sched.add_argument(
-        "--quorum", action="append", metavar="LABEL", help="groups lose ≤ 1 (repeat)"
-    )
-    sched.add_argument("--stagger", metavar="DURATION", help="between host starts in a batch")
-    sched.add_argument("--jitter", metavar="DURATION", help="random extra stagger, up to this")
-    sched.add_argument(
-        "--window",
-        action="append",
-        metavar="'DAYS HH:MM-HH:MM [TZ]'",
-        help="maintenance window, e.g. 'mon-fri 22:00-04:00 Europe/Berlin' (repeat)",
-    )
-    lb = p.add_argument_group("load balancers")
-    lb.add_argument(
-        "--drain",
-        dest="drain",
-        action="store_true",
-        default=None,
-        help="drain the host's haproxy servers around the action",
-    )
-    lb.add_argument("--no-drain", dest="drain", action="store_false")
-    lb.add_argument("--drain-port", type=int, metavar="PORT", help="only servers on this port")
-    lb.add_argument("--drain-timeout", metavar="DURATION", help="wait for sessions (default 30s)")
-    lb.add_argument("--on-drain-timeout", choices=("fail", "force", "continue"))
-    lb.add_argument(
-        "--on-failure-backend",
-        choices=("enable", "leave-drained"),
-        help="cleanup of a failed host: re-enable its servers (default) or leave them drained",
-    )
-    gates = p.add_argument_group("gates")
-    gates.add_argument(
-        "--gate",
-        action="append",
-        metavar="PROBE",
-        help="post-gate: http://{address}:8080/health, tcp://{address}:22, cmd:COMMAND (repeat)",
-    )
-    gates.add_argument("--gate-passes", type=int, metavar="N", help="in a row (default 1)")
-    gates.add_argument("--gate-interval", metavar="DURATION", help="between rounds (default 1s)")
-    gates.add_argument("--deadline", metavar="DURATION", help="for each post-gate (default 2m)")
-    gates.add_argument("--soak", metavar="DURATION", help="healthy for this long after the gates")
-    gates.add_argument(
-        "--restarted-gate",
-        dest="restarted_gate",
-        action="store_true",
-        default=None,
-        help="check the services really restarted (default for restarts)",
-    )
-    gates.add_argument("--no-restarted-gate", dest="restarted_gate", action="store_false")
-    gates.add_argument(
-        "--pre-gate",
-        action="append",
-        metavar="CHECK",
-        help="before each batch: http://…, cmd:COMMAND, rabbitmq=MAX@URL, alerts=REGEX@URL",
-    )
-    gates.add_argument("--pre-gate-timeout", metavar="DURATION", help="(default 10m)")
-    fail = p.add_argument_group("failures")
-    fail.add_argument("--failure-budget", metavar="N|P%", help="failed hosts allowed (default 0)")
-    fail.add_argument(
-        "--on-failure", choices=("pause", "abort"), help="over budget (default pause)"
-    )
+    # What the flags change in the spec: the option table, the single place to add one.
+    add_options(p)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

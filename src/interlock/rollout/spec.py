@@ -1,7 +1,7 @@
 """The rollout spec: a YAML file and command-line flags, validated into frozen records.
 
 Every mistake in the file is an error naming the file and the line; a mistake in a flag names the
-flag. The file's layout:
+flag (the flags are the table in interlock.rollout.options). The file's layout:
 
 ```yaml
 limit: controllers              # which inventory hosts (an Ansible-style pattern)
@@ -45,10 +45,10 @@ import re
 import shlex
 import string
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from interlock.documents import MarkedMap, MarkedReader, MarkedSeq, load_yaml, read_text
 from interlock.errors import FileFormatError, UsageError
@@ -79,7 +79,6 @@ from interlock.rollout.window import (
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _LABEL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 TEMPLATE_FIELDS = ("name", "address", "labels")
-T = TypeVar("T")
 
 _TOP_KEYS = (
     "inventory",
@@ -803,48 +802,7 @@ def check_waves(waves: Sequence[Amount]) -> None:
             )
 
 
-# --- the flags ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpecFlags:
-    """What the command line may say about a rollout; None means "as the spec (or default) says"."""
-
-    limit: str | None = None
-    transport: str | None = None
-    deferred: str | None = None
-    restart: tuple[str, ...] = ()
-    command: str | None = None
-    check: str | None = None
-    action_timeout: str | None = None
-    interlock: str | None = None
-    canary: str | None = None
-    waves: str | None = None
-    batch_size: str | None = None
-    concurrency: int | None = None
-    max_unavailable: tuple[str, ...] = ()
-    quorum: tuple[str, ...] = ()
-    stagger: str | None = None
-    jitter: str | None = None
-    windows: tuple[str, ...] = ()
-    drain: bool | None = None
-    drain_port: int | None = None
-    drain_timeout: str | None = None
-    on_drain_timeout: str | None = None
-    on_failure_backend: str | None = None
-    gates: tuple[str, ...] = ()
-    gate_passes: int | None = None
-    gate_interval: str | None = None
-    deadline: str | None = None
-    soak: str | None = None
-    restarted_gate: bool | None = None
-    pre_gates: tuple[str, ...] = ()
-    pre_gate_timeout: str | None = None
-    failure_budget: str | None = None
-    on_failure: str | None = None
-    reboot: str | None = None
-    reboot_command: str | None = None
-    reboot_timeout: str | None = None
+# --- shared with the flags (interlock.rollout.options) ------------------------------------------
 
 
 def with_reboot(
@@ -867,155 +825,3 @@ def with_reboot(
         reboot_argv=argv or action.reboot_argv,
         reboot_timeout=action.reboot_timeout if timeout is None else timeout,
     )
-
-
-def apply_flags(spec: RolloutSpec, flags: SpecFlags) -> RolloutSpec:
-    """The spec with the command line's choices on top; a bad flag is a UsageError naming it."""
-
-    def parsed(flag: str, parse: Callable[[Any], T], value: object) -> T:
-        try:
-            return parse(value)
-        except ValueError as exc:
-            raise UsageError(f"{flag}: {exc}") from None
-
-    changes: dict[str, Any] = {}
-    if flags.limit is not None:
-        changes["limit"] = flags.limit
-    if flags.transport is not None:
-        changes["transport"] = flags.transport
-    if flags.interlock is not None:
-        changes["interlock"] = parsed("--interlock", parse_argv, flags.interlock)
-    action = spec.action
-    chosen = [
-        name
-        for name, given in (
-            ("--deferred", flags.deferred is not None),
-            ("--restart", bool(flags.restart)),
-            ("--command", flags.command is not None),
-        )
-        if given
-    ]
-    if len(chosen) > 1:
-        raise UsageError(f"give one action: {' or '.join(chosen)}")
-    if flags.deferred is not None:
-        action = ActionSpec("deferred", flags.deferred, timeout=action.timeout)
-    elif flags.restart:
-        services = parsed("--restart", check_services, list(flags.restart))
-        action = ActionSpec("restart", "service", services=services, timeout=action.timeout)
-    elif flags.command is not None:
-        argv = parsed("--command", parse_argv, flags.command)
-        action = ActionSpec("command", "", argv=argv, timeout=action.timeout)
-    if flags.check is not None:
-        if action.kind != "command":
-            raise UsageError("--check goes with --command")
-        action = dataclasses.replace(action, check=parsed("--check", parse_argv, flags.check))
-    if flags.action_timeout is not None:
-        action = dataclasses.replace(
-            action, timeout=parsed("--action-timeout", parse_period, flags.action_timeout)
-        )
-    if flags.reboot is not None or action.reboot is not None:
-        reboot_argv = timeout_value = None
-        if flags.reboot_command is not None:
-            reboot_argv = parsed("--reboot-command", parse_argv, flags.reboot_command)
-        if flags.reboot_timeout is not None:
-            timeout_value = parsed("--reboot-timeout", parse_duration, flags.reboot_timeout)
-        when = flags.reboot or action.reboot or "needed"
-        action = parsed(
-            "--reboot", lambda a: with_reboot(a, when, reboot_argv, timeout_value), action
-        )
-    elif flags.reboot_command is not None or flags.reboot_timeout is not None:
-        raise UsageError("--reboot-command and --reboot-timeout go with --reboot")
-    changes["action"] = action
-
-    schedule = spec.schedule
-    if flags.canary is not None:
-        schedule = dataclasses.replace(
-            schedule, canary=parsed("--canary", Amount.parse, flags.canary)
-        )
-    if flags.waves is not None:
-        waves = tuple(parsed("--waves", Amount.parse, part) for part in flags.waves.split(","))
-        parsed("--waves", check_waves, waves)
-        schedule = dataclasses.replace(schedule, waves=waves)
-    if flags.batch_size is not None:
-        size = parsed("--batch-size", Amount.parse, flags.batch_size)
-        assert isinstance(size, Amount)
-        if size.value == 0:
-            raise UsageError("--batch-size: must be at least 1")
-        schedule = dataclasses.replace(schedule, batch_size=size)
-    if flags.max_unavailable or flags.quorum:
-        limits = [parsed("--max-unavailable", parse_limit, text) for text in flags.max_unavailable]
-        limits += [
-            GroupLimit(str(parsed("--quorum", check_label, label)), Amount(1), quorum=True)
-            for label in flags.quorum
-        ]
-        # Flags replace the spec's limits for the labels they name and keep the others.
-        named = {limit.label for limit in limits if isinstance(limit, GroupLimit)}
-        kept = [limit for limit in schedule.limits if limit.label not in named]
-        schedule = dataclasses.replace(schedule, limits=tuple(kept + limits))
-    changes["schedule"] = schedule
-    if flags.concurrency is not None:
-        if flags.concurrency < 1:
-            raise UsageError("--concurrency: must be at least 1")
-        changes["concurrency"] = flags.concurrency
-    if flags.stagger is not None:
-        changes["stagger"] = parsed("--stagger", parse_duration, flags.stagger)
-    if flags.jitter is not None:
-        changes["jitter"] = parsed("--jitter", parse_duration, flags.jitter)
-    if flags.windows:
-        changes["windows"] = tuple(parsed("--window", parse_window, text) for text in flags.windows)
-
-    drain = spec.drain
-    if flags.drain is not None:
-        drain = dataclasses.replace(drain, enabled=flags.drain)
-    if flags.drain_port is not None:
-        if not 0 < flags.drain_port < 65536:
-            raise UsageError("--drain-port: not a TCP port")
-        drain = dataclasses.replace(drain, port=flags.drain_port)
-    if flags.drain_timeout is not None:
-        drain = dataclasses.replace(
-            drain, timeout=parsed("--drain-timeout", parse_duration, flags.drain_timeout)
-        )
-    if flags.on_drain_timeout is not None:
-        drain = dataclasses.replace(drain, on_timeout=flags.on_drain_timeout)
-    if flags.on_failure_backend is not None:
-        drain = dataclasses.replace(drain, on_failure=flags.on_failure_backend)
-    changes["drain"] = drain
-
-    post = spec.post_gates
-    if flags.gates:
-        post = dataclasses.replace(
-            post, probes=tuple(parsed("--gate", parse_gate, text) for text in flags.gates)
-        )
-    if flags.gate_passes is not None:
-        if flags.gate_passes < 1:
-            raise UsageError("--gate-passes: must be at least 1")
-        post = dataclasses.replace(post, passes=flags.gate_passes)
-    for flag, name, value in (
-        ("--gate-interval", "interval", flags.gate_interval),
-        ("--deadline", "deadline", flags.deadline),
-        ("--soak", "soak", flags.soak),
-    ):
-        if value is not None:
-            parse = parse_duration if name == "soak" else parse_period
-            timing: dict[str, Any] = {name: parsed(flag, parse, value)}
-            post = dataclasses.replace(post, **timing)
-    if flags.restarted_gate is not None:
-        post = dataclasses.replace(post, restarted=flags.restarted_gate)
-    changes["post_gates"] = post
-
-    pre = spec.pre_gates
-    if flags.pre_gates:
-        pre = dataclasses.replace(
-            pre,
-            probes=tuple(parsed("--pre-gate", parse_pre_gate, text) for text in flags.pre_gates),
-        )
-    if flags.pre_gate_timeout is not None:
-        pre = dataclasses.replace(
-            pre, timeout=parsed("--pre-gate-timeout", parse_period, flags.pre_gate_timeout)
-        )
-    changes["pre_gates"] = pre
-    if flags.failure_budget is not None:
-        changes["failure_budget"] = parsed("--failure-budget", Amount.parse, flags.failure_budget)
-    if flags.on_failure is not None:
-        changes["on_failure"] = flags.on_failure
-    return dataclasses.replace(spec, **changes)
