@@ -37,6 +37,15 @@ SCRIPT = (
     service_state.FUNCTION
     + NEED_FUNCTION
     + r"""
+# The lines of "$1" (empty ones left out) into the array `lines`, in memory: a `read` loop on a
+# pipe or here-string costs a system call per byte.
+split_lines() {
+  local IFS=$'\n'
+  set -f
+  lines=($1)
+  set +f
+}
+
 export LC_ALL=C
 m=$1; ledger=$2; hooks=$3
 echo "$m host"; line=""; read -r line < /proc/sys/kernel/hostname; printf '%s\n' "$line"

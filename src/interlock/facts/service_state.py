@@ -34,17 +34,19 @@ SYSV = "sysv"
 # What Linux reports to user space as the tick rate on every architecture; used only if the host
 # cannot say (no getconf).
 USER_HZ = 100
+# At most this much of an init script is read (Debian's longest are about 10 KiB).
+SCRIPT_READ = 65536
 
 # A bash function (bash is Essential on Debian and Ubuntu), so the ledger fact can run it after
 # its own reads in the same session. "$m" is the marker; the services are its arguments (checked
 # names: no option-like words). Every process started here costs each host of a fleet status the
-# same, so it uses builtins wherever they do: on sysv one grep for all init scripts and, only
-# when a DAEMON path goes through a symlink, one readlink.
+# same, so it uses builtins wherever they do: on sysv no process at all, but one readlink when a
+# DAEMON path goes through a symlink.
 FUNCTION = r"""
 service_states() {
   local -x LC_ALL=C
-  local s key value rest line text found p pid stat comm arg args d map skip
-  local -a units=() scripts=() daemons=() named=() lines=()
+  local s key value rest text p pid stat comm arg args d map skip
+  local -a units=() daemons=() named=()
   if [[ -d /run/systemd/system ]]; then
     for s do
       case "$s" in *.*) units+=("$s") ;; *) units+=("$s.service") ;; esac
@@ -62,26 +64,28 @@ service_states() {
   # Linux runs on but alpha and ia64.
   echo "$m ticks"
   case "$HOSTTYPE" in alpha*|ia64*) getconf CLK_TCK || : ;; *) echo 100 ;; esac
-  for s do
-    [[ -f /etc/init.d/${s%.service} ]] && scripts+=("/etc/init.d/${s%.service}")
-  done
-  (( ${#scripts[@]} )) || return 0
-  # The scripts' assignment and --pidfile lines go to the parser; those and the lines naming a
-  # literal absolute path with "pid" in it give the DAEMON paths to resolve here, where they
-  # mean something, and the pidfiles outside /run.
-  found=$(grep -H -E -e '^[[:space:]]*(export[[:space:]]+)?[A-Z_]+=' -e '--pidfile' \
-          -e '/[A-Za-z0-9_./-]*[Pp][Ii][Dd]' -- "${scripts[@]}")
-  local assign_re='^[[:space:]]*(export[[:space:]]+)?[A-Z_]+='
-  local daemon_re='^[[:space:]]*(export[[:space:]]+)?DAEMON=["'\'']?(/[^"'\'' ;#]*)'
+  # Each script whole to the parser (up to a NUL byte, at most __SCRIPT_READ__ bytes); here only
+  # the literal paths it names: DAEMON= and --exec, resolved here where they mean something,
+  # and those with "pid" in them (pidfiles outside /run).
+  local daemon_re=$'\n[[:blank:]]*(export[[:blank:]]+)?DAEMON=["\']?(/[^"\' ;#\n]*)(.*)'
+  local exec_re=$'--exec[[:blank:]]+(/[^"\' ;#\n]*)(.*)'
   local pid_re='(^|[^A-Za-z0-9_./-])(/[A-Za-z0-9_./-]*[Pp][Ii][Dd][A-Za-z0-9_./-]*)(.*)'
-  echo "$m initscripts"
-  split_lines "$found"
-  for line in "${lines[@]}"; do
-    text=${line#/etc/init.d/*:}
-    if [[ $text =~ $assign_re || $text = *--pidfile* ]]; then printf '%s\n' "$line"; fi
-    [[ $text =~ $daemon_re ]] && daemons+=("${BASH_REMATCH[2]}")
-    while [[ $text =~ $pid_re ]]; do
-      named+=("${BASH_REMATCH[2]}"); text=${BASH_REMATCH[3]}
+  for s do
+    p=/etc/init.d/${s%.service}
+    [[ -f $p ]] || continue
+    text=""; IFS= read -r -d '' -n __SCRIPT_READ__ text < "$p"
+    echo "$m initscript $p"; printf '%s\n' "$text"
+    rest=$'\n'$text
+    while [[ $rest =~ $daemon_re ]]; do
+      daemons+=("${BASH_REMATCH[2]}"); rest=${BASH_REMATCH[3]}
+    done
+    rest=$text
+    while [[ $rest =~ $exec_re ]]; do
+      daemons+=("${BASH_REMATCH[1]}"); rest=${BASH_REMATCH[2]}
+    done
+    rest=$text
+    while [[ $rest =~ $pid_re ]]; do
+      named+=("${BASH_REMATCH[2]}"); rest=${BASH_REMATCH[3]}
     done
   done
   if (( ${#daemons[@]} )); then
@@ -144,16 +148,9 @@ canonical_paths() {
   done
   return 0
 }
-
-# The lines of "$1" (empty ones left out) into the array `lines`, in memory: a `read` loop on a
-# pipe or here-string costs a system call per byte.
-split_lines() {
-  local IFS=$'\n'
-  set -f
-  lines=($1)
-  set +f
-}
-""".replace("__PROPS__", " ".join(f"-p {prop}" for prop in PROPERTIES))
+""".replace("__PROPS__", " ".join(f"-p {prop}" for prop in PROPERTIES)).replace(
+    "__SCRIPT_READ__", str(SCRIPT_READ)
+)
 
 SCRIPT = (
     FUNCTION
@@ -229,14 +226,8 @@ class _Found:
             self.btime = float(body.strip())
         elif kind == "ticks" and body.strip().isdigit():
             self.ticks = int(body.strip()) or USER_HZ
-        elif kind == "initscripts":
-            lines: dict[str, list[str]] = {}
-            for line in body.split("\n"):
-                path, sep, text = line.partition(":")
-                if sep and path.startswith(INIT_DIR + "/"):
-                    lines.setdefault(path[len(INIT_DIR) + 1 :], []).append(text)
-            for name, text_lines in lines.items():
-                self.scripts[name] = parse_init_script("\n".join(text_lines))
+        elif kind == "initscript" and len(header) == 2 and header[1].startswith(INIT_DIR + "/"):
+            self.scripts[header[1][len(INIT_DIR) + 1 :]] = parse_init_script(body)
         elif kind == "real":
             resolved = body.split("\n")
             # readlink prints nothing for a path it cannot resolve: then nothing is known.
