@@ -531,3 +531,25 @@ def test_fleet_status_shape_one_script_per_host(sshd_fleet: SshdFleet, tmp_path:
     assert with_events == ["h01", "h02", "h03"]
     assert outcomes[0].value is not None
     assert outcomes[0].value.stdout == b"service: cron\nhost: h01\n"
+
+
+def test_a_bounded_command_runs_without_a_timeout_process_on_the_host(
+    sshd_fleet: SshdFleet,
+) -> None:
+    """`remote_timeout=False` (fact reads) spares each host the `timeout` process; the deadline
+    is still kept here."""
+    host = sshd_fleet.hosts[2]
+    parent = ["sh", "-c", "tr '\\0' ' ' < /proc/$PPID/cmdline"]
+
+    async def scenario() -> tuple[CommandResult, CommandResult, str]:
+        async with transport(sshd_fleet) as ssh:
+            wrapped = await ssh.run(host, parent, timeout=10)
+            bare = await ssh.run(host, parent, timeout=10, remote_timeout=False)
+            with pytest.raises(CommandTimeout) as caught:
+                await ssh.run(host, ["sleep", "2"], timeout=0.5, remote_timeout=False)
+            return wrapped, bare, caught.value.reason
+
+    wrapped, bare, reason = asyncio.run(scenario())
+    assert wrapped.stdout.decode().startswith("timeout -k ")
+    assert "timeout" not in bare.stdout.decode()
+    assert "did not finish within 0.5 s" in reason

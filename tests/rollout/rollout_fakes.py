@@ -50,6 +50,7 @@ class ScriptedTransport(Transport):
         *,
         input: bytes | None = None,
         timeout: float | None = None,
+        remote_timeout: bool = True,
     ) -> CommandResult:
         call = Call(host.name, tuple(argv), time.monotonic())
         self.calls.append(call)

@@ -432,9 +432,12 @@ class OrderedTransport(ScriptedTransport):
         *,
         input: bytes | None = None,
         timeout: float | None = None,
+        remote_timeout: bool = True,
     ) -> CommandResult:
         self.order.append(("act", f"{host.name}/{argv[0]}"))
-        return await super().run(host, argv, input=input, timeout=timeout)
+        return await super().run(
+            host, argv, input=input, timeout=timeout, remote_timeout=remote_timeout
+        )
 
 
 def test_a_step_acts_only_after_its_start_is_synced_and_a_batch_shares_the_syncs(

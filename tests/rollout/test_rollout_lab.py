@@ -540,11 +540,15 @@ class CountingTransport(Transport):
         *,
         input: bytes | None = None,
         timeout: float | None = None,
+        remote_timeout: bool = True,
     ) -> CommandResult:
         # A fact's script is named by its $0 (`sh -c SCRIPT NAME ...`); other commands by argv.
-        what = argv[3] if argv[:2] == ["sh", "-c"] and len(argv) > 3 else " ".join(argv[:3])
+        shell = list(argv[:2]) in (["sh", "-c"], ["bash", "-c"])
+        what = argv[3] if shell and len(argv) > 3 else " ".join(argv[:3])
         self.sessions.setdefault(host.name, []).append(what)
-        return await self.inner.run(host, argv, input=input, timeout=timeout)
+        return await self.inner.run(
+            host, argv, input=input, timeout=timeout, remote_timeout=remote_timeout
+        )
 
     async def put_file(self, host: Host, data: bytes, path: str, mode: int = 0o644) -> None:
         await self.inner.put_file(host, data, path, mode)

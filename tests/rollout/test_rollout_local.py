@@ -43,9 +43,12 @@ class RecordingTransport(LocalTransport):
         *,
         input: bytes | None = None,
         timeout: float | None = None,
+        remote_timeout: bool = True,
     ) -> CommandResult:
         self.commands.setdefault(host.name, []).append(tuple(argv))
-        return await super().run(host, argv, input=input, timeout=timeout)
+        return await super().run(
+            host, argv, input=input, timeout=timeout, remote_timeout=remote_timeout
+        )
 
 
 def write_inventory(path: Path, count: int) -> Path:

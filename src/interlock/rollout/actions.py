@@ -351,7 +351,11 @@ class HostActions:
     async def service_states(self, host: Host, services: Sequence[str]) -> dict[str, ServiceState]:
         marker = new_marker()
         command = service_state.command(services, marker)
-        result = await self.transport.run(host, command, timeout=PROBE_TIMEOUT)
+        # A fact read is bounded by construction (builtins on regular files, systemctl's own
+        # D-Bus timeout): no `timeout` process on the host for it.
+        result = await self.transport.run(
+            host, command, timeout=PROBE_TIMEOUT, remote_timeout=False
+        )
         if not result.ok:
             raise StepFailed(f"cannot read service state: {_command_failure(result)}")
         try:
@@ -368,7 +372,9 @@ class HostActions:
             return known
         marker = new_marker()
         command = ledger_fact.command(marker, directory)
-        result = await self.transport.run(host, command, timeout=PROBE_TIMEOUT)
+        result = await self.transport.run(
+            host, command, timeout=PROBE_TIMEOUT, remote_timeout=False
+        )
         if not result.ok:
             raise StepFailed(f"cannot read the ledger {directory}: {_command_failure(result)}")
         read = ledger_fact.parse(

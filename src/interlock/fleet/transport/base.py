@@ -57,8 +57,11 @@ class Transport(ABC):
         *,
         input: bytes | None = None,
         timeout: float | None = None,
+        remote_timeout: bool = True,
     ) -> CommandResult:
-        """Run argv on the host; a non-zero exit is a result, not an error."""
+        """Run argv on the host; a non-zero exit is a result, not an error. The command is stopped
+        when `timeout` passes; with `remote_timeout` also on the host itself (under `timeout`),
+        which a command bounded by construction (a fact read) can spare the host."""
 
     async def run_script(
         self,

@@ -36,8 +36,10 @@ class LocalTransport(Transport):
         *,
         input: bytes | None = None,
         timeout: float | None = None,
+        remote_timeout: bool = True,
     ) -> CommandResult:
         args = check_argv(argv)
+        del remote_timeout  # here the deadline kills the command's whole session anyway
         started = time.monotonic()
         try:
             # A session of its own, so a timeout can kill the command and everything it started.

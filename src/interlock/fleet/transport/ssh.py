@@ -331,10 +331,11 @@ class SshTransport(Transport):
         *,
         input: bytes | None = None,
         timeout: float | None = None,
+        remote_timeout: bool = True,
     ) -> CommandResult:
         args = check_argv(argv)
         limit = self.command_timeout if timeout is None else timeout
-        command = shlex.join(timed_argv(args, limit))
+        command = shlex.join(timed_argv(args, limit if remote_timeout else None))
         semaphore = self._sessions.setdefault(host.name, asyncio.Semaphore(MAX_SESSIONS_PER_HOST))
         # Counted as active from the start, so no other host's new connection evicts this one
         # between getting it and opening the session.
