@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from interlock.fleet.transport import (
     TransferFailed,
     fan_out,
 )
-from interlock.fleet.transport.ssh import put_file_argv
+from interlock.fleet.transport.ssh import login_shell_command, put_file_argv
 
 pytestmark = pytest.mark.root
 
@@ -553,3 +554,31 @@ def test_a_bounded_command_runs_without_a_timeout_process_on_the_host(
     assert wrapped.stdout.decode().startswith("timeout -k ")
     assert "timeout" not in bare.stdout.decode()
     assert "did not finish within 0.5 s" in reason
+
+
+@pytest.mark.parametrize("login_shell", ["bash", "dash"])
+def test_a_bash_script_runs_the_same_whatever_the_login_shell(login_shell: str) -> None:
+    """The command line a bounded `bash -c` gets, run by the login shell as sshd would: bash
+    runs the script itself, any other shell execs bash; the arguments arrive intact."""
+    script = 'printf "%s|" "$@"; printf "%s\\n" "${BASH_VERSION:+bash}"; exit 3'
+    argv = ["bash", "-c", script, "name", "a b", "c'd", "$(x)", ""]
+    command = login_shell_command(argv)
+    result = subprocess.run([login_shell, "-c", command], capture_output=True, text=True)
+    direct = subprocess.run(argv, capture_output=True, text=True)
+    assert (result.returncode, result.stdout, result.stderr) == (3, "a b|c'd|$(x)||bash\n", "")
+    assert (result.returncode, result.stdout) == (direct.returncode, direct.stdout)
+
+
+def test_a_bounded_bash_script_runs_in_the_login_shell(sshd_fleet: SshdFleet) -> None:
+    host = sshd_fleet.hosts[1]
+    # Its own shell's command line: the login shell's (sshd's `bash -c LINE`), not a second bash.
+    argv = ["bash", "-c", 'tr "\\0" " " < /proc/$$/cmdline; printf "|%s" "$@"', "n", "x y"]
+
+    async def scenario() -> CommandResult:
+        async with transport(sshd_fleet) as ssh:
+            return await ssh.run(host, argv, timeout=10, remote_timeout=False)
+
+    result = asyncio.run(scenario())
+    assert result.ok, result.stderr
+    own, _, args = result.stdout.decode().rpartition("|")
+    assert "BASH_VERSION" in own and args == "x y"

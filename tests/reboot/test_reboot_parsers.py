@@ -177,10 +177,33 @@ def _kernel_list(root: Path, release: str, *, since_boot: bool) -> None:
     os.utime(listed, (moment, moment))
 
 
+def _dpkg_status(root: Path, *, since_boot: bool, text: str = "") -> None:
+    status = root / "var" / "lib" / "dpkg" / "status"
+    status.write_text(text)
+    boot = os.stat(root / "proc").st_mtime
+    moment = boot + 30 if since_boot else boot - 30
+    os.utime(status, (moment, moment))
+
+
+def test_with_nothing_from_dpkg_since_boot_the_kernels_in_boot_say_it(tmp_path: Path) -> None:
+    root = _root_with(tmp_path, required=False, pkgs=None)
+    _kernel_list(root, "999.0.0-1-amd64", since_boot=False)
+    (root / "boot" / "vmlinuz-999.0.0-1-amd64").write_bytes(b"")
+    _dpkg_status(root, since_boot=False)
+    marker = "@@reboot-0123456789ab"
+    output = subprocess.run(
+        need_argv(marker, str(root)), capture_output=True, text=True, check=True
+    ).stdout
+    # dpkg's directory is not read at all.
+    assert f"{marker} listed\n{marker} boot\n" in output
+    assert parse_need(output, marker).newer_kernels == ("vmlinuz-999.0.0-1-amd64",)
+
+
 def test_kernel_packages_unchanged_since_boot_are_compared_by_release(tmp_path: Path) -> None:
     root = _root_with(tmp_path, required=False, pkgs=None)
     _kernel_list(root, "999.0.0-1-amd64", since_boot=False)
     _kernel_list(root, "0.0.1-1-amd64", since_boot=False)
+    _dpkg_status(root, since_boot=True)  # dpkg did something since boot, not to kernels
     marker = "@@reboot-0123456789ab"
     output = subprocess.run(
         need_argv(marker, str(root)), capture_output=True, text=True, check=True
@@ -195,9 +218,11 @@ def test_a_kernel_package_unpacked_since_boot_is_read_with_its_version(tmp_path:
     running = os.uname().release
     _kernel_list(root, running, since_boot=True)
     (root / "var" / "lib" / "dpkg" / "updates").mkdir()
-    (root / "var" / "lib" / "dpkg" / "status").write_text(
-        f"Package: linux-image-{running}\nStatus: install ok installed\nArchitecture: amd64\n"
-        "Version: 99:1.0-1\nDescription: kernel\n"
+    _dpkg_status(
+        root,
+        since_boot=True,
+        text=f"Package: linux-image-{running}\nStatus: install ok installed\n"
+        "Architecture: amd64\nVersion: 99:1.0-1\nDescription: kernel\n",
     )
     marker = "@@reboot-0123456789ab"
     output = subprocess.run(

@@ -182,7 +182,7 @@ def parse(text: str, marker: str, host: str) -> LedgerFact:
     units = sorted({event.unit for event in events})
     # Start times against the boot time from clock and uptime, to the hundredth of a second, as
     # `interlock check` on the host judges "restarted since".
-    precise = service_state.states_from_sections(states_from, units, boot_time)
+    precise, instances = service_state.states_from_sections(states_from, units, (boot_time, None))
     return LedgerFact(
         hostname,
         tuple(events),
@@ -190,6 +190,6 @@ def parse(text: str, marker: str, host: str) -> LedgerFact:
         {unit: state for unit, state in precise.items() if state.active},
         tuple(problems),
         digests,
-        service_state.states_from_sections(states_from, units, None),
+        instances,
         reboot,
     )

@@ -173,18 +173,25 @@ def parse(text: str, marker: str, services: Sequence[str]) -> dict[str, ServiceS
     sections = split_sections(text, marker)
     if not sections or sections[0][0][0] not in (SYSTEMD, SYSV):
         raise ValueError(f"unexpected service state output: {text[:120]!r}")
-    return states_from_sections(sections, services, boot_time=None)
+    return states_from_sections(sections, services)[0]
 
 
 def states_from_sections(
     sections: Sequence[tuple[list[str], str]],
     services: Sequence[str],
-    boot_time: float | None,
-) -> dict[str, ServiceState]:
-    """The states `FUNCTION` printed; `boot_time` overrides the host's whole-second `btime`."""
+    boot_times: Sequence[float | None] = (None,),
+) -> list[dict[str, ServiceState]]:
+    """The states `FUNCTION` printed, once for each of `boot_times` (None: the host's
+    whole-second `btime`), from one reading of the sections."""
     found = _Found()
     for header, body in sections:
         found.add(header, body)
+    return [_states(found, services, boot_time) for boot_time in boot_times]
+
+
+def _states(
+    found: _Found, services: Sequence[str], boot_time: float | None
+) -> dict[str, ServiceState]:
     if found.systemd is not None:
         by_unit = {}
         for props in parse_show(found.systemd):

@@ -36,7 +36,9 @@ BTIME_SLACK = 1
 # reads the whole package database, so it runs only when a kernel package was unpacked since
 # this kernel booted (its file list is newer than /proc, which is mounted at boot): only then
 # can versions say more than the releases in the packages' names. Otherwise the installed
-# kernel packages are listed by name, and their releases are compared as versions.
+# kernel packages are listed by name, and their releases are compared as versions; when dpkg
+# has done nothing at all since boot, the kernels in /boot say as much without reading dpkg's
+# directory of some thousand files.
 NEED_FUNCTION = r"""
 reboot_need() {
   local m=$1 root=${2%/} line f since_boot=no
@@ -49,11 +51,15 @@ reboot_need() {
   echo "$m pkgs"
   line=""; IFS= read -r -d '' -N __BYTES__ line 2>/dev/null < "$root/run/reboot-required.pkgs"
   printf '%s\n' "$line"
-  for f in "$root"/var/lib/dpkg/info/linux-image-*.list; do
-    [[ -f $f ]] || continue
-    listed+=("$f")
-    [[ $f -nt $root/proc ]] && since_boot=yes
-  done
+  # Nothing dpkg did since boot (its status file is older), nothing to list: the kernels in
+  # /boot, compared by release, are what is installed.
+  if [[ $root/var/lib/dpkg/status -nt $root/proc ]]; then
+    for f in "$root"/var/lib/dpkg/info/linux-image-*.list; do
+      [[ -f $f ]] || continue
+      listed+=("$f")
+      [[ $f -nt $root/proc ]] && since_boot=yes
+    done
+  fi
   if [[ $since_boot = yes ]]; then
     echo "$m kernels"
     dpkg-query --admindir="$root/var/lib/dpkg" -W \

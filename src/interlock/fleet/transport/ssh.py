@@ -88,6 +88,20 @@ def timed_argv(argv: Sequence[str], timeout: float | None) -> list[str]:
     return ["timeout", "-k", str(REMOTE_KILL_AFTER), limit, *argv]
 
 
+def login_shell_command(argv: Sequence[str]) -> str:
+    """The command line for the login shell. `bash -c SCRIPT NAME ARG...` runs SCRIPT in the
+    login shell itself when that is bash (root's on Debian and Ubuntu): one bash fewer on every
+    host of a fleet read. Any other shell execs bash as asked. Every value is quoted."""
+    if len(argv) < 3 or argv[0] != "bash" or argv[1] != "-c":
+        return shlex.join(argv)
+    name = argv[3] if len(argv) > 3 else "bash"
+    return (
+        f"set -- {shlex.join(argv[4:])}; s={shlex.quote(argv[2])}; "
+        'if [ -n "${BASH_VERSION-}" ]; then eval "$s"; '
+        f'else exec bash -c "$s" {shlex.quote(name)} "$@"; fi'
+    )
+
+
 class _Client(asyncssh.SSHClient):
     """Tells the transport when a cached connection dies, so the next call reconnects."""
 
@@ -335,7 +349,9 @@ class SshTransport(Transport):
     ) -> CommandResult:
         args = check_argv(argv)
         limit = self.command_timeout if timeout is None else timeout
-        command = shlex.join(timed_argv(args, limit if remote_timeout else None))
+        command = (
+            shlex.join(timed_argv(args, limit)) if remote_timeout else login_shell_command(args)
+        )
         semaphore = self._sessions.setdefault(host.name, asyncio.Semaphore(MAX_SESSIONS_PER_HOST))
         # Counted as active from the start, so no other host's new connection evicts this one
         # between getting it and opening the session.
