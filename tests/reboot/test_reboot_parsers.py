@@ -164,70 +164,61 @@ def test_a_file_cannot_forge_a_section(tmp_path: Path) -> None:
     assert not need.needed
 
 
-def _kernel_list(root: Path, release: str, *, since_boot: bool) -> None:
-    """A kernel package's file list in dpkg's info directory, older or newer than the root's
-    /proc (which a booted host mounts at boot)."""
+def _kernel_list(root: Path, package: str, release: str, *, since_boot: bool) -> None:
+    """A kernel package as dpkg leaves it: its image in /boot, and its file list in dpkg's info
+    directory, older or newer than the root's /proc (which a booted host mounts at boot)."""
     info = root / "var" / "lib" / "dpkg" / "info"
     info.mkdir(parents=True, exist_ok=True)
     (root / "proc").mkdir(exist_ok=True)
-    listed = info / f"linux-image-{release}.list"
+    (root / "boot" / f"vmlinuz-{release}").write_bytes(b"")
+    listed = info / f"{package}.list"
     listed.write_text(f"/boot/vmlinuz-{release}\n")
     boot = os.stat(root / "proc").st_mtime
     moment = boot + 60 if since_boot else boot - 60
     os.utime(listed, (moment, moment))
 
 
-def _dpkg_status(root: Path, *, since_boot: bool, text: str = "") -> None:
-    status = root / "var" / "lib" / "dpkg" / "status"
-    status.write_text(text)
-    boot = os.stat(root / "proc").st_mtime
-    moment = boot + 30 if since_boot else boot - 30
-    os.utime(status, (moment, moment))
-
-
-def test_with_nothing_from_dpkg_since_boot_the_kernels_in_boot_say_it(tmp_path: Path) -> None:
-    root = _root_with(tmp_path, required=False, pkgs=None)
-    _kernel_list(root, "999.0.0-1-amd64", since_boot=False)
-    (root / "boot" / "vmlinuz-999.0.0-1-amd64").write_bytes(b"")
-    _dpkg_status(root, since_boot=False)
-    marker = "@@reboot-0123456789ab"
-    output = subprocess.run(
+def _need_output(root: Path, marker: str) -> str:
+    return subprocess.run(
         need_argv(marker, str(root)), capture_output=True, text=True, check=True
     ).stdout
-    # dpkg's directory is not read at all.
-    assert f"{marker} listed\n{marker} boot\n" in output
-    assert parse_need(output, marker).newer_kernels == ("vmlinuz-999.0.0-1-amd64",)
 
 
 def test_kernel_packages_unchanged_since_boot_are_compared_by_release(tmp_path: Path) -> None:
     root = _root_with(tmp_path, required=False, pkgs=None)
-    _kernel_list(root, "999.0.0-1-amd64", since_boot=False)
-    _kernel_list(root, "0.0.1-1-amd64", since_boot=False)
-    _dpkg_status(root, since_boot=True)  # dpkg did something since boot, not to kernels
+    _kernel_list(root, "linux-image-999.0.0-1-amd64", "999.0.0-1-amd64", since_boot=False)
+    _kernel_list(root, "linux-image-0.0.1-1-amd64", "0.0.1-1-amd64", since_boot=False)
+    # A file list without its image in /boot is not a kernel that could boot.
+    (root / "var" / "lib" / "dpkg" / "info" / "linux-image-998.0.0-1-amd64.list").write_text("")
     marker = "@@reboot-0123456789ab"
-    output = subprocess.run(
-        need_argv(marker, str(root)), capture_output=True, text=True, check=True
-    ).stdout
+    output = _need_output(root, marker)
     # No dpkg-query: the names are enough, and the older release is not newer.
-    assert f"{marker} listed\n" in output and f"{marker} kernels\n" not in output
+    assert f"{marker} kernels\n" not in output
+    assert f"{marker} listed\nlinux-image-0.0.1-1-amd64\nlinux-image-999.0.0-1-amd64\n" in output
     assert parse_need(output, marker).newer_kernels == ("linux-image-999.0.0-1-amd64",)
+
+
+def test_an_ubuntu_unsigned_kernel_package_is_found_by_its_image(tmp_path: Path) -> None:
+    root = _root_with(tmp_path, required=False, pkgs=None)
+    _kernel_list(
+        root, "linux-image-unsigned-999.0.0-1-generic", "999.0.0-1-generic", since_boot=False
+    )
+    marker = "@@reboot-0123456789ab"
+    need = parse_need(_need_output(root, marker), marker)
+    assert need.newer_kernels == ("linux-image-unsigned-999.0.0-1-generic",)
 
 
 def test_a_kernel_package_unpacked_since_boot_is_read_with_its_version(tmp_path: Path) -> None:
     root = _root_with(tmp_path, required=False, pkgs=None)
     running = os.uname().release
-    _kernel_list(root, running, since_boot=True)
+    _kernel_list(root, f"linux-image-{running}", running, since_boot=True)
     (root / "var" / "lib" / "dpkg" / "updates").mkdir()
-    _dpkg_status(
-        root,
-        since_boot=True,
-        text=f"Package: linux-image-{running}\nStatus: install ok installed\n"
-        "Architecture: amd64\nVersion: 99:1.0-1\nDescription: kernel\n",
+    (root / "var" / "lib" / "dpkg" / "status").write_text(
+        f"Package: linux-image-{running}\nStatus: install ok installed\n"
+        "Architecture: amd64\nVersion: 99:1.0-1\nDescription: kernel\n"
     )
     marker = "@@reboot-0123456789ab"
-    output = subprocess.run(
-        need_argv(marker, str(root)), capture_output=True, text=True, check=True
-    ).stdout
+    output = _need_output(root, marker)
     assert f"{marker} kernels\nlinux-image-{running}\t99:1.0-1\tii \n" in output
     # This machine's kernel names no Debian build to compare with: no claim either way.
     assert parse_need(output, marker).newer_kernels == ()

@@ -21,6 +21,7 @@ from interlock.facts.sections import new_marker, split_sections
 from interlock.host.hooks import STATE_DIR, validate_hook_name
 from interlock.host.ledger import LEDGER_DIR, DeferredEvent, parse_event
 from interlock.host.reboot import NEED_FUNCTION, RebootNeed, parse_need
+from interlock.host.script_output import BUFFERED
 from interlock.host.services.base import ServiceState
 from interlock.host.services.sysv import boot_time_from, parse_uptime
 from interlock.host.trusted_file import EVENT_MAX_BYTES
@@ -34,7 +35,8 @@ HOOK_DIR = f"{STATE_DIR}/hooks"
 # service names found, with builtins: a host with an empty ledger and no kernel package changed
 # since boot costs no process at all.
 SCRIPT = (
-    service_state.FUNCTION
+    BUFFERED
+    + service_state.FUNCTION
     + NEED_FUNCTION
     + r"""
 # The lines of "$1" (empty ones left out) into the array `lines`, in memory: a `read` loop on a
@@ -48,10 +50,10 @@ split_lines() {
 
 export LC_ALL=C
 m=$1; ledger=$2; hooks=$3
-echo "$m host"; line=""; read -r line < /proc/sys/kernel/hostname; printf '%s\n' "$line"
-echo "$m clock"; printf '%s\n' "$EPOCHREALTIME"
-line=""; read -r line < /proc/uptime; printf '%s\n' "$line"
-echo "$m reboot"; reboot_need "$m-reboot" /
+name=""; read -r name < /proc/sys/kernel/hostname
+uptime=""; read -r uptime < /proc/uptime
+put "$m host" "$name" "$m clock" "$EPOCHREALTIME" "$uptime" "$m reboot"
+reboot_need "$m-reboot" /
 service_re='^(.*[{,])? *service: *['\''"]?([A-Za-z0-9@._:+-]*)'
 services=()
 for f in "$ledger"/*.deferred; do
@@ -59,9 +61,9 @@ for f in "$ledger"/*.deferred; do
   # Up to the first NUL byte (bash holds none); a read that stops short of the cap on one says so.
   body=""
   if IFS= read -r -d '' -n __EVENT_READ__ body < "$f" && (( ${#body} < __EVENT_READ__ )); then
-    echo "$m nul $f"
+    put "$m nul $f"
   fi
-  echo "$m event $f"; printf '%s\n' "$body"
+  put "$m event $f" "$body"
   split_lines "$body"
   for line in "${lines[@]}"; do
     [[ $line =~ $service_re ]] || continue
@@ -73,7 +75,7 @@ done
 for f in "$hooks"/*.hook; do
   [[ -f $f ]] || continue
   body=""; IFS= read -r -d '' -n __EVENT_READ__ body < "$f"
-  echo "$m hook $f"; printf '%s\n' "$body"
+  put "$m hook $f" "$body"
 done
 (( ${#services[@]} )) || exit 0
 service_states "${services[@]}"

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 
 from interlock.facts.sections import new_marker, split_sections
 from interlock.host.policy import canonical_service
+from interlock.host.script_output import BUFFERED
 from interlock.host.services.base import ServiceState
 from interlock.host.services.systemd import PROPERTIES, parse_show, state_from_properties
 from interlock.host.services.sysv import (
@@ -51,19 +52,20 @@ service_states() {
     for s do
       case "$s" in *.*) units+=("$s") ;; *) units+=("$s.service") ;; esac
     done
-    echo "$m systemd"
+    put "$m systemd"
+    flush
     systemctl show --timestamp=unix __PROPS__ -- "${units[@]}" 2>/dev/null ||
       systemctl show __PROPS__ -- "${units[@]}"
     return 0
   fi
-  echo "$m sysv"
+  put "$m sysv"
   while read -r key value rest; do
-    if [[ $key = btime ]]; then echo "$m btime"; echo "$value"; break; fi
+    if [[ $key = btime ]]; then put "$m btime" "$value"; break; fi
   done < /proc/stat
   # The unit of a process's start time in /proc/PID/stat: USER_HZ, 100 on every architecture
   # Linux runs on but alpha and ia64.
-  echo "$m ticks"
-  case "$HOSTTYPE" in alpha*|ia64*) getconf CLK_TCK || : ;; *) echo 100 ;; esac
+  put "$m ticks"
+  case "$HOSTTYPE" in alpha*|ia64*) flush; getconf CLK_TCK || : ;; *) put 100 ;; esac
   # Each script whole to the parser (up to a NUL byte, at most __SCRIPT_READ__ bytes); here only
   # the literal paths it names: DAEMON= and --exec, resolved here where they mean something,
   # and those with "pid" in them (pidfiles outside /run).
@@ -74,7 +76,7 @@ service_states() {
     p=/etc/init.d/${s%.service}
     [[ -f $p ]] || continue
     text=""; IFS= read -r -d '' -n __SCRIPT_READ__ text < "$p"
-    echo "$m initscript $p"; printf '%s\n' "$text"
+    put "$m initscript $p" "$text"
     rest=$'\n'$text
     while [[ $rest =~ $daemon_re ]]; do
       daemons+=("${BASH_REMATCH[2]}"); rest=${BASH_REMATCH[3]}
@@ -89,10 +91,11 @@ service_states() {
     done
   done
   if (( ${#daemons[@]} )); then
-    echo "$m real ${daemons[*]}"
+    put "$m real ${daemons[*]}"
     if canonical_paths "${daemons[@]}"; then
-      printf '%s\n' "${daemons[@]}"
+      put "${daemons[@]}"
     else
+      flush
       readlink -f -- "${daemons[@]}" || :
     fi
   fi
@@ -105,28 +108,26 @@ service_states() {
     read -r stat 2>/dev/null < "/proc/$pid/stat" || :
     read -r comm 2>/dev/null < "/proc/$pid/comm" || :
     [[ -n $stat ]] || continue
-    echo "$m pidfile $p $pid"
-    echo "$m stat $pid"; printf '%s\n' "$stat"
-    echo "$m comm $pid"; printf '%s\n' "$comm"
+    put "$m pidfile $p $pid" "$m stat $pid" "$stat" "$m comm $pid" "$comm"
     # An interpreter's process is known by the script on its command line.
     case "$comm" in
       python*|perl*|ruby*|node*|sh|bash|dash|java)
         args=""
         while IFS= read -r -d '' arg || [[ -n $arg ]]; do args+="$arg "; done \
           2>/dev/null < "/proc/$pid/cmdline"
-        echo "$m cmdline $pid"; printf '%s\n' "$args" ;;
+        put "$m cmdline $pid" "$args" ;;
     esac
     # Its executable, where that can say it is a DAEMON: the DAEMON path it is the same file as
     # (builtin test, no readlink), or a deleted executable's path from its first mapping (an
     # upgraded binary that still runs no longer is the same file as its DAEMON path).
     for d in "${daemons[@]}"; do
       if [[ /proc/$pid/exe -ef $d ]]; then
-        echo "$m exe $pid"; printf '%s\n' "$d"; continue 2
+        put "$m exe $pid" "$d"; continue 2
       fi
     done
     map=""; read -r skip skip skip skip skip map 2>/dev/null < "/proc/$pid/maps" || :
     case "$map" in
-      /*" (deleted)") echo "$m exe $pid"; printf '%s\n' "$map" ;;
+      /*" (deleted)") put "$m exe $pid" "$map" ;;
     esac
   done
   return 0
@@ -153,7 +154,8 @@ canonical_paths() {
 )
 
 SCRIPT = (
-    FUNCTION
+    BUFFERED
+    + FUNCTION
     + """
 m=$1; shift
 service_states "$@"

@@ -19,6 +19,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from interlock.host.script_output import BUFFERED
 from interlock.host.services.sysv import parse_start_ticks
 from interlock.package_version import compare_versions
 
@@ -32,49 +33,49 @@ BTIME_SLACK = 1
 
 # A bash function (bash is Essential on Debian and Ubuntu), so the ledger fact runs it in its own
 # session: "$1" is a marker no file content can forge, "$2" the root the host's files are read
-# under. Builtins wherever they do: a fleet status pays each process on every host. dpkg-query
-# reads the whole package database, so it runs only when a kernel package was unpacked since
-# this kernel booted (its file list is newer than /proc, which is mounted at boot): only then
-# can versions say more than the releases in the packages' names. Otherwise the installed
-# kernel packages are listed by name, and their releases are compared as versions; when dpkg
-# has done nothing at all since boot, the kernels in /boot say as much without reading dpkg's
-# directory of some thousand files.
+# under. Builtins wherever they do: a fleet status pays each process on every host. The kernels
+# are the images in /boot; the package of each is found by its file list in dpkg's info
+# directory (Debian's linux-image-RELEASE, Ubuntu's linux-image-unsigned-RELEASE too), one
+# stat each rather than a listing of that directory's thousands of files. dpkg-query reads the
+# whole package database, so it runs only when a kernel package was unpacked since this kernel
+# booted (its file list is newer than /proc, which is mounted at boot): only then can versions
+# say more than the releases in the packages' names, which are otherwise compared as versions.
 NEED_FUNCTION = r"""
 reboot_need() {
-  local m=$1 root=${2%/} line f since_boot=no
+  local m=$1 root=${2%/} line f release version package since_boot=no
   local -x LC_ALL=C
-  local -a listed=()
-  echo "$m uname"
-  line=""; read -r line < /proc/sys/kernel/osrelease; printf '%s\n' "$line"
-  line=""; read -r line < /proc/sys/kernel/version; printf '%s\n' "$line"
-  echo "$m required"; if [[ -e $root/run/reboot-required ]]; then echo yes; else echo no; fi
-  echo "$m pkgs"
+  local -a images=() packages=()
+  read -r release < /proc/sys/kernel/osrelease; read -r version < /proc/sys/kernel/version
+  put "$m uname" "$release" "$version" "$m required"
+  if [[ -e $root/run/reboot-required ]]; then put yes; else put no; fi
+  put "$m pkgs"
   line=""; IFS= read -r -d '' -N __BYTES__ line 2>/dev/null < "$root/run/reboot-required.pkgs"
-  printf '%s\n' "$line"
-  # Nothing dpkg did since boot (its status file is older), nothing to list: the kernels in
-  # /boot, compared by release, are what is installed.
-  if [[ $root/var/lib/dpkg/status -nt $root/proc ]]; then
-    for f in "$root"/var/lib/dpkg/info/linux-image-*.list; do
+  put "$line"
+  for f in "$root"/boot/vmlinuz-*; do
+    [[ -e $f ]] || continue
+    images+=("${f##*/}")
+    release=${f##*/vmlinuz-}
+    for package in "linux-image-$release" "linux-image-unsigned-$release"; do
+      f=$root/var/lib/dpkg/info/$package.list
       [[ -f $f ]] || continue
-      listed+=("$f")
+      packages+=("$package")
       [[ $f -nt $root/proc ]] && since_boot=yes
     done
-  fi
+  done
   if [[ $since_boot = yes ]]; then
-    echo "$m kernels"
+    put "$m kernels"
+    flush
     dpkg-query --admindir="$root/var/lib/dpkg" -W \
         -f='${Package}\t${Version}\t${db:Status-Abbrev}\n' 'linux-image-*' 2>/dev/null
   else
-    echo "$m listed"
-    for f in "${listed[@]}"; do f=${f##*/}; printf '%s\n' "${f%.list}"; done
+    put "$m listed" "${packages[@]}"
   fi
-  echo "$m boot"
-  for f in "$root"/boot/vmlinuz-*; do [[ -e $f ]] && printf '%s\n' "${f##*/}"; done
+  put "$m boot" "${images[@]}"
   return 0
 }
 """.replace("__BYTES__", str(PACKAGES_BYTES))
 
-NEED_SCRIPT = NEED_FUNCTION + 'reboot_need "$1" "$2"\n'
+NEED_SCRIPT = BUFFERED + NEED_FUNCTION + 'reboot_need "$1" "$2"\n'
 
 
 IDENTITY_SCRIPT = r"""
