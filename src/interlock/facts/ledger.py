@@ -19,7 +19,7 @@ from interlock.errors import FileFormatError, InterlockError
 from interlock.facts import service_state
 from interlock.facts.sections import new_marker, split_sections
 from interlock.host.hooks import STATE_DIR, validate_hook_name
-from interlock.host.ledger import LEDGER_DIR, DeferredEvent, parse_event
+from interlock.host.ledger import LEDGER_DIR, DeferredEvent, check_event_size, parse_event
 from interlock.host.reboot import NEED_FUNCTION, RebootNeed, parse_need
 from interlock.host.script_output import BUFFERED
 from interlock.host.services.base import ServiceState
@@ -58,10 +58,12 @@ service_re='^(.*[{,])? *service: *['\''"]?([A-Za-z0-9@._:+-]*)'
 services=()
 for f in "$ledger"/*.deferred; do
   [[ -f $f && ! -L $f ]] || continue
-  # Up to the first NUL byte (bash holds none); a read that stops short of the cap on one says so.
+  # Up to the first NUL byte (bash holds none); a read that stops short of the cap on one says
+  # so, with the file's size (one process, for a file no writer of events makes).
   body=""
   if IFS= read -r -d '' -n __EVENT_READ__ body < "$f" && (( ${#body} < __EVENT_READ__ )); then
-    put "$m nul $f"
+    size=$(wc -c < "$f") || size=0
+    put "$m nul $((size + 0)) $f"
   fi
   put "$m event $f" "$body"
   split_lines "$body"
@@ -146,7 +148,7 @@ def parse(text: str, marker: str, host: str) -> LedgerFact:
     digests: dict[str, str] = {}
     states_from: list[tuple[list[str], str]] = []
     reboot: RebootNeed | None = None
-    with_nul: set[str] = set()
+    with_nul: dict[str, int] = {}  # path -> size, for files with a NUL byte
     for header, body in split_sections(text, marker):
         kind = header[0]
         try:
@@ -156,14 +158,16 @@ def parse(text: str, marker: str, host: str) -> LedgerFact:
                 now, uptime = body.split("\n")[:2]
                 boot_time = boot_time_from(float(now), parse_uptime(uptime))
             elif kind == "nul":
-                with_nul.add(" ".join(header[1:]))
+                with_nul[" ".join(header[2:])] = int(header[1])
             elif kind == "event":
                 path = " ".join(header[1:])
                 raw = body.encode("utf-8", "surrogateescape")
                 text = raw.decode("utf-8", "replace")
                 if path in with_nul:
-                    # The body stops at the file's first NUL byte: the parser refuses it as it
-                    # would the file itself, and the file is never removable by this digest.
+                    # The body stops at the file's first NUL byte: refused as the host would
+                    # (too large, or a character YAML does not allow), never removable by this
+                    # digest.
+                    check_event_size(with_nul[path], f"{host}:{path}")
                     text += "\0"
                 else:
                     digests[path] = hashlib.sha256(raw).hexdigest()

@@ -135,13 +135,18 @@ class DeferredEvent:
         }
 
 
+def check_event_size(size: int, path: str) -> None:
+    """An event file over the cap is refused unread, wherever it is read."""
+    if size > EVENT_MAX_BYTES:
+        raise FileFormatError(path, f"larger than {size_text(EVENT_MAX_BYTES)}")
+
+
 def parse_event(text: str, path: str) -> DeferredEvent:
     """Read one event file (any YAML style the charms' PyYAML versions wrote).
 
     The text may come from another host: it is held to the same size cap as a local file.
     """
-    if len(text) > EVENT_MAX_BYTES or len(text.encode(errors="replace")) > EVENT_MAX_BYTES:
-        raise FileFormatError(path, f"larger than {size_text(EVENT_MAX_BYTES)}")
+    check_event_size(max(len(text), len(text.encode(errors="replace"))), path)
     if not text.strip():
         raise FileFormatError(path, "empty file (an interrupted writer?)")
     data = load_yaml(text, path)
