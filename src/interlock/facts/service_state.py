@@ -32,8 +32,8 @@ from interlock.host.services.sysv import (
 
 SYSTEMD = "systemd"
 SYSV = "sysv"
-# What Linux reports to user space as the tick rate on every architecture; used only if the host
-# cannot say (no getconf).
+# What Linux reports to user space as the tick rate on every architecture but alpha and ia64
+# (where the host asks getconf); used when the output names none.
 USER_HZ = 100
 # At most this much of an init script is read (Debian's longest are about 10 KiB).
 SCRIPT_READ = 65536
@@ -46,7 +46,7 @@ SCRIPT_READ = 65536
 FUNCTION = r"""
 service_states() {
   local -x LC_ALL=C
-  local s key value rest text p pid stat comm arg args d map skip
+  local s key value rest text p pid stat comm arg args d map skip seen=" "
   local -a units=() daemons=() named=()
   if [[ -d /run/systemd/system ]]; then
     for s do
@@ -100,6 +100,9 @@ service_states() {
     fi
   fi
   for p in /run/*.pid /run/*/*.pid "${named[@]}"; do
+    # Each pidfile once, however many times the scripts name it.
+    case "$seen" in *" $p "*) continue ;; esac
+    seen+="$p "
     [[ -f $p ]] || continue
     pid=""; read -r pid rest 2>/dev/null < "$p" || :
     case "$pid" in ''|*[!0-9]*) continue ;; esac
