@@ -3,6 +3,7 @@ other tools see, operator release, and the errors an operator gets."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -13,10 +14,14 @@ from pathlib import Path
 import pytest
 
 from coordination.local_etcd import etcdctl
+from interlock.cli.runs import start_recorded_run
 from interlock.coordination.backend import CoordinationError, Group
 from interlock.coordination.etcd import EtcdUnavailable, parse_url
 from interlock.coordination.etcd_slots import EtcdCoordination
 from interlock.errors import UsageError
+from interlock.rollout.journal import Journal
+from interlock.rollout.states import RunKind
+from rollout.rollout_fakes import fleet, make_plan
 from rollout.rollout_processes import CLI
 
 WORKER = Path(__file__).with_name("slot_worker.py")
@@ -210,3 +215,21 @@ def test_errors_an_operator_gets(etcd_url: str, tmp_path: Path) -> None:
     ok = interlock(*base, "--coordination", etcd_url, env=env)
     assert ok.returncode == 0, ok.stderr
     assert etcdctl(etcd_url, "get", "--prefix", "/interlock/slots/") == ""
+
+
+@pytest.mark.parametrize("kind", [RunKind.ROLLOUT, RunKind.UPGRADE])
+def test_a_run_keeps_the_coordination_it_was_started_with(
+    etcd_url: str, tmp_path: Path, kind: RunKind
+) -> None:
+    """`rollout run` and `upgrade run` record the --coordination they were given, so a `resume`
+    or an `abort` shares the same budget without being told again; an unreachable store
+    refuses before any run exists."""
+    args = argparse.Namespace(coordination=etcd_url, json=True)
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        run = start_recorded_run(args, journal, make_plan(fleet(2)), {}, kind=kind)
+        assert journal.run(run.id).settings["coordination"] == etcd_url
+        assert journal.run(run.id).kind == kind
+        down = argparse.Namespace(coordination="etcd://127.0.0.1:1", json=True)
+        with pytest.raises(CoordinationError):
+            start_recorded_run(down, journal, make_plan(fleet(2)), {}, kind=kind, again=True)
+        assert [r.id for r in journal.runs()] == [run.id]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from interlock.rollout.journal import Journal
 from interlock.rollout.plan import decode
 from interlock.upgrade.facts import facts_to_json
 from interlock.upgrade.recipe import builtin_recipe_path, load_recipe
@@ -130,3 +131,27 @@ def test_plan_counts_interruptions_per_host_in_natural_order_and_the_makespan(
         "network": ["neutron"],
         "compute": ["telemetry", "nova", "neutron"],
     }
+
+
+def test_run_refuses_a_coordination_that_does_not_answer_before_any_run_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run would keep the --coordination it is given (for resume and abort); one that does
+    not answer stops it before the journal holds a run or a host is reached."""
+    inventory = cloud()
+    hosts = {name: {"address": "127.0.0.1", "port": 1, "groups": list(host.groups)}
+             for name, host in inventory.hosts.items()}  # fmt: skip
+    inventory_path = tmp_path / "inventory.yaml"
+    inventory_path.write_text(yaml.safe_dump({"hosts": hosts}))
+    facts = facts_for(load_recipe(builtin_recipe_path("openstack")), inventory)
+    facts_path = tmp_path / "facts.json"
+    facts_path.write_text(json.dumps(facts_to_json(facts)))
+    journal = tmp_path / "journal.sqlite"
+    argv = ["upgrade", "run", "openstack", "-i", str(inventory_path), "--facts", str(facts_path),
+            "--journal", str(journal), "--yes", "--json"]  # fmt: skip
+    argv += ["--coordination", "etcd://127.0.0.1:1"]
+
+    assert main(argv) == 1
+    assert "no etcd member answered" in capsys.readouterr().err
+    with Journal(journal) as opened:
+        assert opened.runs() == []

@@ -15,6 +15,7 @@ from interlock.cli.runs import (
     execute_run,
     journal_option,
     output_options,
+    start_recorded_run,
 )
 from interlock.fleet.inventory import DEFAULT_INVENTORY
 from interlock.rollout.options import add_options, apply_options, options_given
@@ -65,7 +66,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from interlock.rollout.journal import Journal
-    from interlock.rollout.runs import settings_for, start_run
+    from interlock.rollout.runs import settings_for
     from interlock.rollout.states import RunKind
 
     spec, inventory, plan = plan_from_args(args)
@@ -75,13 +76,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     confirm(args, "Run this plan?")
     with Journal(args.journal) as journal:
         settings = settings_for(spec, inventory)
-        settings["coordination"] = args.coordination or settings["coordination"]
-        from interlock.cli.slots import check_reachable
-
-        check_reachable(settings["coordination"])  # before the run exists: an error changes nothing
-        run = start_run(journal, plan, settings, kind=RunKind.ROLLOUT, again=args.again)
-        if not args.json:
-            print(f"run {run.id} (journal {journal.path})", file=sys.stderr)
+        run = start_recorded_run(
+            args, journal, plan, settings, kind=RunKind.ROLLOUT, again=args.again
+        )
         return execute_run(args, journal, run)
 
 

@@ -38,6 +38,23 @@ def output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the outcome as JSON")
 
 
+def start_recorded_run(
+    args: argparse.Namespace, journal: Any, plan: Any, settings: dict[str, Any], **how: Any
+) -> Any:
+    """Record a new run (`how`: its kind, `again`). It keeps the coordination the command line
+    names (else its spec's), so `resume` and `abort` share the same budget without being told
+    again; the store must answer first, so an error changes nothing."""
+    from interlock.cli.slots import check_reachable
+    from interlock.rollout.runs import start_run
+
+    settings["coordination"] = args.coordination or settings.get("coordination")
+    check_reachable(settings["coordination"])
+    run = start_run(journal, plan, settings, **how)
+    if not args.json:
+        print(f"run {run.id} (journal {journal.path})", file=sys.stderr)
+    return run
+
+
 def confirm(args: argparse.Namespace, question: str) -> None:
     if args.yes:
         return

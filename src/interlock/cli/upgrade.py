@@ -10,7 +10,14 @@ from typing import Any
 
 from interlock.cli.arguments import positive_count
 from interlock.cli.output import echo, emit_json, table
-from interlock.cli.runs import cmd_status, confirm, execute_run, journal_option, output_options
+from interlock.cli.runs import (
+    cmd_status,
+    confirm,
+    execute_run,
+    journal_option,
+    output_options,
+    start_recorded_run,
+)
 from interlock.errors import UsageError
 from interlock.fleet.inventory import DEFAULT_INVENTORY
 
@@ -158,7 +165,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from interlock.rollout.journal import Journal
-    from interlock.rollout.runs import settings_for, start_run
+    from interlock.rollout.runs import settings_for
     from interlock.rollout.spec import RolloutSpec
     from interlock.rollout.states import RunKind, RunState
     from interlock.upgrade.plan_text import render
@@ -176,9 +183,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with Journal(args.journal) as journal:
         # The facts already left out what is done: nothing is carried over from earlier runs.
         settings = settings_for(spec, inventory)
-        run = start_run(journal, upgrade.plan, settings, kind=RunKind.UPGRADE, again=True)
-        if not args.json:
-            print(f"run {run.id} (journal {journal.path})", file=sys.stderr)
+        run = start_recorded_run(
+            args, journal, upgrade.plan, settings, kind=RunKind.UPGRADE, again=True
+        )
         return int(execute_run(args, journal, run))
 
 
