@@ -71,7 +71,7 @@ def test_the_running_releases_own_package_upgraded_under_it() -> None:
 
 def test_kernels_without_packages_compare_by_release() -> None:
     images = parse_boot_images(fixture("boot-listing.txt"))
-    assert images == ["6.1.0-50-cloud-amd64"]
+    assert images == ["vmlinuz-6.1.0-50-cloud-amd64"]
     newer = newer_kernels("6.1.0-18-cloud-amd64", None, [], images)
     assert newer == ("vmlinuz-6.1.0-50-cloud-amd64",)
     assert newer_kernels("6.1.0-57-cloud-amd64", None, [], images) == ()
@@ -222,3 +222,19 @@ def test_a_kernel_package_unpacked_since_boot_is_read_with_its_version(tmp_path:
     assert f"{marker} kernels\nlinux-image-{running}\t99:1.0-1\tii \n" in output
     # This machine's kernel names no Debian build to compare with: no claim either way.
     assert parse_need(output, marker).newer_kernels == ()
+
+
+def test_a_ppc64el_kernel_is_found_by_its_vmlinux_image(tmp_path: Path) -> None:
+    root = _root_with(tmp_path, required=False, pkgs=None)
+    (root / "boot" / "vmlinux-999.0.0-1-powerpc64le").write_bytes(b"")
+    marker = "@@reboot-0123456789ab"
+    assert parse_need(_need_output(root, marker), marker).newer_kernels == (
+        "vmlinux-999.0.0-1-powerpc64le",
+    )
+    _kernel_list(
+        root, "linux-image-999.0.0-1-powerpc64le", "999.0.0-1-powerpc64le", since_boot=False
+    )
+    (root / "boot" / "vmlinuz-999.0.0-1-powerpc64le").unlink()  # the helper writes a vmlinuz
+    assert parse_need(_need_output(root, marker), marker).newer_kernels == (
+        "linux-image-999.0.0-1-powerpc64le",
+    )

@@ -3,8 +3,9 @@ pure parser, run locally by `interlock status` and over SSH by the fleet and the
 
 A host needs a reboot when `/run/reboot-required` exists (its `.pkgs` file names the packages
 that asked), or when a kernel newer than the running one is installed: another `linux-image-*`
-package (or `/boot/vmlinuz-*`) with a newer version, or the running release's own package
-upgraded under it (`uname -v` names the build that runs, Debian's `Debian 6.1.76-1`).
+package (or `/boot/vmlinuz-*`, ppc64el's `vmlinux-*`) with a newer version, or the running
+release's own package upgraded under it (`uname -v` names the build that runs, Debian's
+`Debian 6.1.76-1`).
 
 A boot is (boot_id, PID 1's start in clock ticks since boot, btime). The kernel's boot_id alone
 is not enough: a container host's init restarts without the kernel rebooting, and every restore
@@ -51,10 +52,10 @@ reboot_need() {
   put "$m pkgs"
   line=""; IFS= read -r -d '' -N __BYTES__ line 2>/dev/null < "$root/run/reboot-required.pkgs"
   put "$line"
-  for f in "$root"/boot/vmlinuz-*; do
+  for f in "$root"/boot/vmlinu[xz]-*; do
     [[ -e $f ]] || continue
     images+=("${f##*/}")
-    release=${f##*/vmlinuz-}
+    release=${f##*/vmlinu[xz]-}
     for package in "linux-image-$release" "linux-image-unsigned-$release"; do
       f=$root/var/lib/dpkg/info/$package.list
       [[ -f $f ]] || continue
@@ -202,14 +203,16 @@ def parse_listed_kernels(text: str) -> list[KernelPackage]:
     return kernels
 
 
+_IMAGE_PREFIXES = ("vmlinuz-", "vmlinux-")  # vmlinux: ppc64el's kernel images
+
+
 def parse_boot_images(text: str) -> list[str]:
-    """Releases of the kernels in /boot (`vmlinuz-6.1.0-18-amd64` → `6.1.0-18-amd64`)."""
-    releases = []
-    for line in text.splitlines():
-        name = line.strip()
-        if name.startswith("vmlinuz-") and len(name) > len("vmlinuz-"):
-            releases.append(name[len("vmlinuz-") :])
-    return releases
+    """The kernel images in /boot, by name (`vmlinuz-6.1.0-18-amd64`)."""
+    return [
+        name
+        for name in (line.strip() for line in text.splitlines())
+        if name.startswith(_IMAGE_PREFIXES) and len(name) > len(_IMAGE_PREFIXES[0])
+    ]
 
 
 def running_build(uname_version: str) -> str | None:
@@ -251,9 +254,10 @@ def newer_kernels(
         elif _newer(kernel.release, running):
             found.append((kernel.release, kernel.package))
     packaged = {kernel.release for kernel in kernels}
-    for release in boot_images:
+    for image in boot_images:
+        release = image[len(_IMAGE_PREFIXES[0]) :]
         if release != running and release not in packaged and _newer(release, running):
-            found.append((release, f"vmlinuz-{release}"))
+            found.append((release, image))
     found.sort(key=lambda item: _SortKey(item[0]), reverse=True)
     return tuple(dict.fromkeys(name for _, name in found))
 
