@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from interlock.facts import ledger as ledger_fact
 from interlock.facts.ledger import LedgerFact
+from interlock.facts.reading import run_fact
 from interlock.facts.sections import new_marker
 from interlock.fleet.inventory import Host
 from interlock.fleet.transport import HostOutcome, Transport, fan_out
@@ -141,11 +142,7 @@ async def gather_status(
     started = time.monotonic()
 
     async def probe(host: Host) -> HostDebt:
-        # Bounded by construction (builtins on regular files, systemctl's own D-Bus timeout): no
-        # `timeout` process on each host, which would cost every host of the fleet.
-        result = await transport.run(
-            host, ledger_fact.command(marker, ledger_dir), timeout=timeout, remote_timeout=False
-        )
+        result = await run_fact(transport, host, ledger_fact.command(marker, ledger_dir), timeout)
         result.check()
         text = result.stdout.decode("utf-8", "surrogateescape")
         return HostDebt(host, ledger_fact.parse(text, marker, host.name))

@@ -20,6 +20,7 @@ from typing import Any
 from interlock.facts import ledger as ledger_fact
 from interlock.facts import service_state
 from interlock.facts.ledger import LedgerFact
+from interlock.facts.reading import run_fact
 from interlock.facts.sections import new_marker
 from interlock.fleet.inventory import Host
 from interlock.fleet.transport.base import CommandResult, Transport
@@ -351,11 +352,7 @@ class HostActions:
     async def service_states(self, host: Host, services: Sequence[str]) -> dict[str, ServiceState]:
         marker = new_marker()
         command = service_state.command(services, marker)
-        # A fact read is bounded by construction (builtins on regular files, systemctl's own
-        # D-Bus timeout): no `timeout` process on the host for it.
-        result = await self.transport.run(
-            host, command, timeout=PROBE_TIMEOUT, remote_timeout=False
-        )
+        result = await run_fact(self.transport, host, command, PROBE_TIMEOUT)
         if not result.ok:
             raise StepFailed(f"cannot read service state: {_command_failure(result)}")
         try:
@@ -372,9 +369,7 @@ class HostActions:
             return known
         marker = new_marker()
         command = ledger_fact.command(marker, directory)
-        result = await self.transport.run(
-            host, command, timeout=PROBE_TIMEOUT, remote_timeout=False
-        )
+        result = await run_fact(self.transport, host, command, PROBE_TIMEOUT)
         if not result.ok:
             raise StepFailed(f"cannot read the ledger {directory}: {_command_failure(result)}")
         read = ledger_fact.parse(
